@@ -1,0 +1,83 @@
+"""Command line: ``fulcrum run | check | version`` (also ``python -m fulcrum``).
+
+Exit codes: 0 success, 2 invalid configuration (one line per problem on stderr),
+1 anything else (e.g. the listen address is taken).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from fulcrum import __version__
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fulcrum",
+        description="Fulcrum: an HTTP/1.1 load balancer (L7 reverse proxy).",
+        epilog="Configuration: YAML file (default: $FULCRUM_CONFIG or ./config.yaml), "
+               "overridden by FULCRUM_* environment variables (nested keys joined by __).",
+    )
+    parser.add_argument("--version", action="version", version=f"fulcrum {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in (
+        ("run", "load the configuration and serve"),
+        ("check", "validate and provision the configuration without binding, like nginx -t"),
+    ):
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("--config", "-c", metavar="PATH",
+                         help="YAML configuration file (default: $FULCRUM_CONFIG or config.yaml)")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(path: str | None):
+    from fulcrum.config.errors import ConfigError
+    from fulcrum.config.load import load_config
+    from fulcrum.config.provision import provision
+
+    source = path or os.environ.get("FULCRUM_CONFIG") or "config.yaml"
+    try:
+        config = load_config(path)
+        runtime = provision(config, source)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return None, source, None
+    return config, source, runtime
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"fulcrum {__version__}")
+        return 0
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    config, source, runtime = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    if args.command == "check":
+        pools = ", ".join(f"{n} ({len(p.backends)} backends, {p.strategy.name})" for n, p in runtime.pools.items())
+        print(f"{source}: configuration is valid; pools: {pools}; routes: {len(config.routes)}")
+        return 0
+    from fulcrum.observability.logging import setup_logging
+    from fulcrum.runtime.app import run
+
+    setup_logging(config.log.format, config.log.level, stream=sys.stdout)
+    try:
+        return run(config, source)
+    except OSError as exc:
+        logging.getLogger("fulcrum").error("cannot start", extra={"fields": {"error": str(exc)}})
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Header hygiene for a proxy: hop-by-hop stripping and the framing checks
+that llhttp leaves to us (RFC 9110 §7.6.1, RFC 9112 §6, §7).
+
+Pure functions over lists of ``(name, value)`` byte pairs; no I/O.
+"""
+from __future__ import annotations
+
+from fulcrum.http.errors import BadRequest
+
+# Headers that describe one connection, never the message (RFC 9110 §7.6.1).
+# Transfer-Encoding and Content-Length are re-framed by the proxy itself.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"http2-settings",
+})
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    """The lower-cased options of one Connection header value."""
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+def strip_connection_named(headers: list[tuple[bytes, bytes]], named: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """Drop the headers a Connection header nominated as hop-by-hop."""
+    return [(n, v) for n, v in headers if n.lower() not in named]
+
+
+def check_transfer_encoding(values: list[bytes]) -> None:
+    """Only a single, final ``chunked`` coding is accepted on requests.
+
+    llhttp accepts ``gzip, chunked``; a proxy that forwards codings it does not
+    understand invites desync, so anything but exactly ``chunked`` is a 400.
+    """
+    if len(values) != 1 or values[0].strip().lower() != b"chunked":
+        raise BadRequest("unsupported Transfer-Encoding (only a single 'chunked' is accepted)")
+
+
+def host_without_port(host: bytes) -> str:
+    """``Example.com:8080`` → ``example.com``; ``[::1]:80`` → ``[::1]``."""
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[: end + 1] if end != -1 else text
+    return text.split(":", 1)[0]

@@ -1,0 +1,43 @@
+"""Responses Fulcrum writes itself: errors (400/404/413/431/502/503/504 …).
+
+Bodies are short plain text saying what happened, with the request id, so an
+operator can find the matching log line.
+"""
+from __future__ import annotations
+
+from fulcrum.http.status import reason
+
+MESSAGES = {
+    400: "bad request",
+    404: "no route matches this request",
+    408: "request header timeout",
+    413: "request body too large",
+    414: "request URL too long",
+    431: "request header fields too large",
+    500: "internal error in the proxy",
+    502: "bad gateway: the backend could not be reached or sent an invalid response",
+    503: "service unavailable: no backend is available",
+    504: "gateway timeout: the backend did not answer in time",
+}
+
+
+def error_response(status: int, request_id: str | None, detail: str | None = None,
+                   close: bool = True, extra: bytes = b"") -> bytes:
+    """A complete HTTP/1.1 response with a text body naming the error."""
+    text = f"{status} {MESSAGES.get(status, reason(status).decode())}"
+    if detail:
+        text += f" ({detail})"
+    if request_id:
+        text += f"\nrequest id: {request_id}"
+    body = (text + "\n").encode("utf-8", "replace")
+    head = [
+        b"HTTP/1.1 %d %s\r\n" % (status, reason(status)),
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: %d\r\n" % len(body),
+        b"Cache-Control: no-store\r\n",
+    ]
+    if request_id:
+        head.append(b"X-Request-ID: %s\r\n" % request_id.encode("latin-1"))
+    head.append(extra)
+    head.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
+    return b"".join(head) + body

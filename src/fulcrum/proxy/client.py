@@ -1,0 +1,300 @@
+"""One client connection: llhttp parsing, keep-alive, pipelining and timeouts.
+
+Requests are answered strictly in order: the exchange at the head of the line
+runs; requests pipelined behind it wait in ``queue`` with reading paused, so at
+most one read's worth of bytes is ever buffered. After a framing error nothing
+more is read: the error is answered in its turn and the connection closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from fulcrum.http.errors import HttpError
+from fulcrum.http.responses import error_response
+from fulcrum.proxy.exchange import Exchange
+from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
+
+if TYPE_CHECKING:
+    from fulcrum.proxy.server import ProxyServer
+
+log = logging.getLogger("fulcrum.proxy")
+
+# What the connection timer is waiting for.
+_IDLE, _HEAD, _BODY, _NONE = range(4)
+
+
+class _Rejection:
+    """A queued error answer: written in its turn, then the connection closes."""
+
+    __slots__ = ("status", "reason", "request_id")
+
+    def __init__(self, status: int, reason: str, request_id: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.request_id = request_id
+
+
+class ClientConnection(asyncio.Protocol):
+    """asyncio protocol for one accepted client connection."""
+
+    __slots__ = (
+        "server", "loop", "settings", "transport", "gate", "parser", "client_ip",
+        "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
+        "closed", "advancing", "timer", "timer_at", "wait", "deadline", "last_body",
+    )
+
+    def __init__(self, server: "ProxyServer") -> None:
+        self.server = server
+        self.loop = server.loop
+        self.settings = server.runtime.settings
+        self.transport: asyncio.Transport | None = None
+        self.gate: ReadGate | None = None
+        self.parser = HttpRequestParser(self)
+        self.client_ip = ""
+        self.current: Exchange | _Rejection | None = None
+        self.queue: deque[Exchange | _Rejection] = deque()
+        self.receiving: Exchange | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.in_head = False
+        self.closed = False
+        self.advancing = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.wait = _NONE
+        self.deadline = 0.0
+        self.last_body = 0.0
+
+    # -- phase: accept ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.gate = ReadGate(transport)  # type: ignore[arg-type]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        transport.set_write_buffer_limits(self.settings.high_water, self.settings.low_water)  # type: ignore[attr-defined]
+        self.server.connections.add(self)
+        self._wait(_HEAD, self.settings.client_header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.wait = _NONE
+        self.server.connections.discard(self)
+        current = self.current
+        if isinstance(current, Exchange):
+            current.abort()
+        self.current = None
+        self.queue.clear()
+
+    def eof_received(self) -> bool:
+        # Half-close from the client: finish what was asked, then close.
+        if self.current is None and not self.queue:
+            return False
+        self.parser = None
+        return True
+
+    # -- phase: parse ------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            return
+        try:
+            parser.feed_data(data)
+        except HttpError as exc:
+            self._reject(exc.status, exc.reason)
+        except HttpParserUpgrade:
+            pass  # no tunnelling yet: Upgrade was stripped and the request forwarded as is
+        except HttpParserError as exc:
+            self._reject(400, str(exc) or "malformed request")
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+        self.in_head = True
+        if self.wait != _HEAD:
+            self._wait(_HEAD, self.settings.client_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.settings.max_url_length:
+            raise HttpError(414, f"request target longer than {self.settings.max_url_length} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            return  # a chunked trailer: dropped (RFC 9112 §7.1.2 lets a proxy discard it)
+        self.headers.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4
+        settings = self.settings
+        if self.header_bytes > settings.max_header_bytes:
+            raise HttpError(431, f"request headers larger than {settings.max_header_bytes} bytes")
+        if len(self.headers) > settings.max_header_count:
+            raise HttpError(431, f"more than {settings.max_header_count} request headers")
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        http11 = parser.get_http_version() == "1.1"
+        keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+        exchange = Exchange(self, self.server.runtime, parser.get_method(), self.url,
+                            self.headers, http11, keep_alive)
+        exchange.prepare()
+        self.receiving = exchange
+        if exchange.has_body:
+            self.last_body = self.loop.time()
+            self._wait(_BODY, self.settings.client_body_timeout)
+        else:
+            self.wait = _NONE
+        self.queue.append(exchange)
+        if self.current is None:
+            self._advance()
+        else:
+            self.gate.pause(PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        self.last_body = self.loop.time()
+        self.receiving.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.wait == _BODY:
+            self.wait = _NONE
+        exchange = self.receiving
+        self.receiving = None
+        if exchange is not None:
+            exchange.on_request_complete()
+
+    # -- the line of exchanges ---------------------------------------------------
+    def _advance(self) -> None:
+        """Start queued exchanges in order while none is running."""
+        if self.advancing:
+            return
+        self.advancing = True
+        try:
+            while self.current is None and self.queue and not self.closed:
+                item = self.queue.popleft()
+                self.current = item
+                if isinstance(item, _Rejection):
+                    self._write_rejection(item)
+                else:
+                    item.start()
+        finally:
+            self.advancing = False
+        if self.current is None and not self.queue and not self.closed:
+            self.gate.resume(PIPELINE)
+            if self.wait == _NONE and self.receiving is None:
+                self._wait(_IDLE, self.settings.client_idle_timeout)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        """Called by the exchange once its response is fully written."""
+        self.current = None
+        if self.closed:
+            return
+        if not exchange.keep_alive:
+            self._close()
+            return
+        self._advance()
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a bad request in its turn and close; read nothing more."""
+        self.parser = None
+        self.gate.pause(CLOSING)
+        receiving = self.receiving
+        if receiving is not None and receiving is self.current:
+            # The failing request is the one being forwarded (e.g. body too large).
+            self.receiving = None
+            receiving.abort()
+            self.current = None
+            if receiving.response_started:
+                self._close()
+                return
+        elif receiving is not None:
+            try:
+                self.queue.remove(receiving)  # pipelined and not started: never forward half of it
+            except ValueError:
+                pass
+        request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
+        self.queue.append(_Rejection(status, reason, request_id))
+        log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
+        self._advance()
+
+    def _write_rejection(self, rejection: _Rejection) -> None:
+        self.transport.write(error_response(rejection.status, rejection.request_id, rejection.reason))
+        self.current = None
+        self._close()
+
+    def abort_response(self) -> None:
+        """A response broke off after its head was sent: cut the connection."""
+        self.parser = None
+        self._close()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.wait = _NONE
+            self.queue.clear()
+            self.transport.close()
+
+    # -- backpressure from the client side -----------------------------------------
+    def pause_writing(self) -> None:
+        current = self.current
+        if isinstance(current, Exchange) and current.conn is not None:
+            current.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        current = self.current
+        if isinstance(current, Exchange) and current.conn is not None:
+            current.conn.resume_reading()
+
+    # -- timeouts: one lazy timer per connection ---------------------------------------
+    def _wait(self, what: int, timeout: float) -> None:
+        now = self.loop.time()
+        self.wait = what
+        self.deadline = now + timeout
+        if self.timer is None or self.timer_at > self.deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = self.deadline
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        what = self.wait
+        if what == _NONE or self.closed:
+            return
+        due = self.deadline
+        if what == _BODY:
+            due = self.last_body + self.settings.client_body_timeout
+        if self.loop.time() < due:
+            self.timer_at = due
+            self.timer = self.loop.call_at(due, self._on_timer)
+            return
+        self._timed_out(what)
+
+    def _timed_out(self, what: int) -> None:
+        if what == _HEAD and self.current is None and not self.queue:
+            if self.in_head:
+                self.transport.write(error_response(408, self.server.next_request_id()))
+            self._close()
+        elif what == _IDLE:
+            self._close()
+        elif what == _BODY:
+            current = self.current
+            if isinstance(current, Exchange):
+                current.abort()
+            self.current = None
+            self._close()
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise close after the response in flight."""
+        if self.current is None and not self.queue:
+            self._close()
+        else:
+            self.parser = None
+            for item in (self.current, *self.queue):
+                if isinstance(item, Exchange):
+                    item.keep_alive = False

@@ -1,0 +1,412 @@
+"""One request/response exchange, read as its phases: prepare (check and rewrite
+the head) → route → pick → forward → respond → finish.
+
+An exchange is done when its response is fully written; if the request body
+was not fully read by then, the client connection closes, because the rest of
+that body would otherwise be read as the next request.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fulcrum.http.errors import BadRequest, HttpError
+from fulcrum.http.headers import check_transfer_encoding, connection_tokens, host_without_port
+from fulcrum.http.responses import error_response
+from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
+
+if TYPE_CHECKING:
+    from fulcrum.proxy.client import ClientConnection
+    from fulcrum.proxy.upstream import UpstreamConnection
+    from fulcrum.runtime.state import Runtime
+
+# Request headers the proxy itself interprets (everything else passes as is).
+_HOP, _HOST, _CL, _TE, _XFF, _RID, _OURS, _CONN = range(8)
+_REQUEST_SPECIAL = {
+    b"connection": _CONN, b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP,
+    b"trailer": _HOP, b"upgrade": _HOP, b"http2-settings": _HOP, b"host": _HOST,
+    b"content-length": _CL, b"transfer-encoding": _TE, b"x-forwarded-for": _XFF,
+    b"x-request-id": _RID, b"x-forwarded-proto": _OURS, b"x-forwarded-host": _OURS,
+}
+# Response headers the proxy drops or re-frames.
+_RESPONSE_DROP = {
+    b"connection": _CONN, b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP,
+    b"trailer": _HOP, b"upgrade": _HOP, b"http2-settings": _HOP,
+    b"transfer-encoding": _TE, b"content-length": _CL, b"x-request-id": _RID,
+}
+# How the response body reaches the client.
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Exchange:
+    """A request on a client connection and the response that answers it."""
+
+    __slots__ = (
+        "client", "runtime", "method", "target", "headers", "http11", "keep_alive",
+        "client_ip", "request_id", "host", "chunked", "has_body", "upstream_head",
+        "pool", "backend", "conn", "pending_body", "request_done", "body_bytes",
+        "response_started", "response_done", "head_pending", "framing", "status",
+        "sent_at", "retried", "aborted", "bytes_out",
+    )
+
+    def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
+                 target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
+                 keep_alive: bool) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self.client_ip = client.client_ip
+        self.request_id = ""
+        self.host = ""
+        self.chunked = False
+        self.has_body = False
+        self.upstream_head = b""
+        self.pool = None
+        self.backend = None
+        self.conn: UpstreamConnection | None = None
+        self.pending_body: list[bytes] | None = None
+        self.request_done = False
+        self.body_bytes = 0
+        self.response_started = False
+        self.response_done = False
+        self.head_pending: bytes | None = None
+        self.framing = NO_BODY
+        self.status = 0
+        self.sent_at = 0.0
+        self.retried = False
+        self.aborted = False
+        self.bytes_out = 0
+
+    # -- RequestInfo, for strategies and routes --------------------------------
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    # -- phase: prepare (runs as soon as the head is parsed) ---------------------
+    def prepare(self) -> None:
+        """Check the head and build the request line and headers for the backend.
+
+        Raises HttpError for anything ambiguous; the connection then answers and closes.
+        """
+        settings = self.runtime.settings
+        out = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target)]
+        hosts: list[bytes] = []
+        forwarded_for: list[bytes] = []
+        te: list[bytes] = []
+        content_length: bytes | None = None
+        named: set[bytes] | None = None
+        for name, value in self.headers:
+            kind = _REQUEST_SPECIAL.get(name.lower())
+            if kind is None:
+                out.append(b"%s: %s\r\n" % (name, value))
+            elif kind == _HOST:
+                hosts.append(value)
+                out.append(b"Host: %s\r\n" % value)
+            elif kind == _CL:
+                content_length = value
+            elif kind == _TE:
+                te.append(value)
+            elif kind == _XFF:
+                forwarded_for.append(value)
+            elif kind == _RID:
+                if 0 < len(value) <= 200:
+                    self.request_id = value.decode("latin-1")
+            elif kind == _CONN:
+                tokens = connection_tokens(value) - {b"close", b"keep-alive"}
+                if tokens:
+                    named = tokens if named is None else named | tokens
+        if len(hosts) > 1:
+            raise BadRequest("more than one Host header")
+        if not hosts and self.http11:
+            raise BadRequest("missing Host header")
+        host = hosts[0] if hosts else b""
+        self.host = host_without_port(host) if host else ""
+        if te:
+            check_transfer_encoding(te)
+            self.chunked = self.has_body = True
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        elif content_length is not None:
+            length = int(content_length)  # llhttp has checked it is decimal and single
+            if settings.max_body_size and length > settings.max_body_size:
+                raise HttpError(413, f"Content-Length {length} exceeds the limit of {settings.max_body_size} bytes")
+            self.has_body = length > 0
+            out.append(b"Content-Length: %s\r\n" % content_length)
+        if named:
+            out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
+        if not self.request_id:
+            self.request_id = self.client.server.next_request_id()
+        client_ip = self.client_ip.encode()
+        if forwarded_for:
+            xff = b", ".join(forwarded_for) + b", " + client_ip
+        else:
+            xff = client_ip
+        out.append(
+            b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
+            b"X-Request-ID: %s\r\n\r\n" % (xff, host, self.request_id.encode("latin-1"))
+        )
+        self.upstream_head = b"".join(out)
+
+    # -- phases: route → pick → forward (runs when this exchange is at the head of the line)
+    def start(self) -> None:
+        runtime = self.runtime
+        pool = runtime.single_pool or runtime.router.match(self.host, self.target, self.header)
+        if pool is None:
+            self.respond_local(404)
+            return
+        self.pool = pool
+        backend = pool.strategy.pick(self)
+        if backend is None:
+            self.respond_local(503, f"pool {pool.name!r} has no available backend")
+            return
+        self.backend = backend
+        backend.in_flight += 1
+        backend.requests += 1
+        conn = pool.connections[backend.id].acquire()
+        if conn is not None:
+            self.forward(conn)
+        else:
+            self.connect()
+
+    def connect(self) -> None:
+        if not self.request_done:
+            self.client.gate.pause(CONNECTING)
+        self.pool.connections[self.backend.id].connect(self, _connected)
+
+    def forward(self, conn: "UpstreamConnection") -> None:
+        """Send the head (and any body read so far) on ``conn``."""
+        self.conn = conn
+        conn.attach(self, self.method == b"HEAD")
+        parts = [self.upstream_head]
+        if self.pending_body:
+            for chunk in self.pending_body:
+                parts.extend(self._frame_body(chunk))
+            self.pending_body = None
+        if self.request_done and self.chunked:
+            parts.append(_LAST_CHUNK)
+        transport = conn.transport
+        if len(parts) == 1:
+            transport.write(parts[0])
+        else:
+            transport.writelines(parts)
+        self.sent_at = conn.loop.time()
+        conn.arm_response_timer(self.runtime.settings.response_timeout)
+        self.client.gate.resume(CONNECTING)
+
+    def _frame_body(self, chunk: bytes) -> tuple[bytes, ...]:
+        if self.chunked:
+            return (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+        return (chunk,)
+
+    # -- request body, from the client connection ------------------------------
+    def on_request_body(self, chunk: bytes) -> None:
+        self.body_bytes += len(chunk)
+        limit = self.runtime.settings.max_body_size
+        if limit and self.body_bytes > limit:
+            raise HttpError(413, f"request body exceeds the limit of {limit} bytes")
+        if self.response_done:
+            return  # answered already; the connection closes after this request
+        conn = self.conn
+        if conn is None:
+            if self.pending_body is None:
+                self.pending_body = []
+            self.pending_body.append(chunk)
+        elif self.chunked:
+            conn.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+        else:
+            conn.transport.write(chunk)
+
+    def on_request_complete(self) -> None:
+        self.request_done = True
+        conn = self.conn
+        if conn is not None and self.chunked and not self.response_done:
+            conn.transport.write(_LAST_CHUNK)
+
+    # -- response, from the upstream connection --------------------------------
+    def on_informational(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """Relay 100 Continue / 103 Early Hints to HTTP/1.1 clients (RFC 9110 §15.2)."""
+        if not self.http11 or self.response_started:
+            return
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        lines.extend(b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in _RESPONSE_DROP)
+        lines.append(b"\r\n")
+        self.client.transport.write(b"".join(lines))
+
+    def on_response_head(self, conn: "UpstreamConnection", status: int, reason: bytes,
+                         headers: list[tuple[bytes, bytes]]) -> None:
+        now = conn.loop.time()
+        self.backend.latency.observe(now - self.sent_at, now)
+        self.status = status
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        content_length: bytes | None = None
+        chunked = False
+        named: set[bytes] | None = None
+        for name, value in headers:
+            kind = _RESPONSE_DROP.get(name.lower())
+            if kind is None:
+                out.append(b"%s: %s\r\n" % (name, value))
+            elif kind == _CL:
+                content_length = value
+            elif kind == _TE:
+                chunked = True
+            elif kind == _CONN:
+                tokens = connection_tokens(value) - {b"close", b"keep-alive"}
+                if tokens:
+                    named = tokens if named is None else named | tokens
+        if named:
+            out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
+        self.framing = self._response_framing(status, conn, content_length, chunked, out)
+        out.append(b"X-Request-ID: %s\r\n" % self.request_id.encode("latin-1"))
+        if not self.keep_alive:
+            out.append(b"Connection: close\r\n\r\n")
+        elif not self.http11:
+            out.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            out.append(b"\r\n")
+        self.head_pending = b"".join(out)
+
+    def _response_framing(self, status: int, conn: "UpstreamConnection", content_length: bytes | None,
+                          chunked: bool, out: list[bytes]) -> int:
+        if self.method == b"HEAD" or status == 304 or status == 204:
+            if content_length is not None and status != 204:
+                out.append(b"Content-Length: %s\r\n" % content_length)
+            return NO_BODY
+        if not chunked and content_length is not None:
+            out.append(b"Content-Length: %s\r\n" % content_length)
+            return LENGTH
+        if not chunked:
+            conn.expect_eof = True  # close-delimited: the backend's EOF ends the body
+            conn.reusable = False
+        if self.http11:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+            return CHUNKED
+        self.keep_alive = False  # an HTTP/1.0 client learns the end from our close
+        return UNTIL_CLOSE
+
+    def on_response_body(self, chunk: bytes) -> None:
+        transport = self.client.transport
+        self.bytes_out += len(chunk)
+        head = self.head_pending
+        if self.framing == CHUNKED:
+            parts = (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+            if head is not None:
+                parts = (head,) + parts
+            transport.writelines(parts)
+        elif head is not None:
+            transport.writelines((head, chunk))
+        else:
+            transport.write(chunk)
+        if head is not None:
+            self.head_pending = None
+            self.response_started = True
+
+    def on_response_complete(self, conn: "UpstreamConnection") -> None:
+        """The backend's response ended cleanly; ``conn`` is already detached."""
+        self.conn = None
+        if self.request_done:
+            self.pool.connections[self.backend.id].release(conn)
+        else:
+            conn.close()  # the backend answered before it read the whole request
+        tail = _LAST_CHUNK if self.framing == CHUNKED else b""
+        head = self.head_pending
+        if head is not None:
+            tail = head + tail
+            self.head_pending = None
+            self.response_started = True
+        if tail:
+            self.client.transport.write(tail)
+        self.finish()
+
+    # -- failures ------------------------------------------------------------
+    def upstream_failed(self, conn: "UpstreamConnection", reason: str, nothing_received: bool) -> None:
+        self.conn = None
+        if nothing_received and conn.served > 1 and not self.has_body and not self.retried:
+            # A pooled connection the backend closed while it sat idle: the
+            # request never reached the backend, so one retry on a fresh one is safe.
+            self.retried = True
+            self.connect()
+            return
+        self._upstream_error(502, reason)
+
+    def upstream_invalid(self, conn: "UpstreamConnection", reason: str) -> None:
+        self.conn = None
+        self._upstream_error(502, reason)
+
+    def upstream_timed_out(self, conn: "UpstreamConnection") -> None:
+        self.conn = None
+        timeout = self.runtime.settings.response_timeout
+        self._upstream_error(504, f"no response within {timeout:g}s")
+
+    def connect_failed(self, reason: str) -> None:
+        self._upstream_error(502, reason)
+
+    def _upstream_error(self, status: int, reason: str) -> None:
+        backend = self.backend
+        backend.failures += 1
+        backend.last_error = reason
+        if self.response_started:
+            # Part of the body is out: the client must see a cut, not an invented end.
+            self.keep_alive = False
+            self.client.abort_response()
+            self.finish()
+            return
+        self.head_pending = None
+        self.respond_local(status, reason)
+
+    def upstream_write_paused(self) -> None:
+        self.client.gate.pause(BACKPRESSURE)
+
+    def upstream_write_resumed(self) -> None:
+        self.client.gate.resume(BACKPRESSURE)
+
+    # -- local answers and the end -------------------------------------------------
+    def respond_local(self, status: int, detail: str | None = None) -> None:
+        """Answer from the proxy itself (404, 502, 503, 504 …)."""
+        self.status = status
+        if not self.request_done:
+            self.keep_alive = False
+        self.response_started = True
+        self.client.transport.write(
+            error_response(status, self.request_id, detail, close=not self.keep_alive)
+        )
+        self.finish()
+
+    def finish(self) -> None:
+        if self.response_done:
+            return
+        self.response_done = True
+        if not self.request_done:
+            self.keep_alive = False
+        if self.backend is not None:
+            self.backend.in_flight -= 1
+        self.client.exchange_done(self)
+
+    def abort(self) -> None:
+        """The client went away: drop the backend connection mid-exchange."""
+        if self.response_done or self.aborted:
+            return
+        self.aborted = True
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.exchange = None
+            conn.abort()
+        self.response_done = True
+        if self.backend is not None:
+            self.backend.in_flight -= 1
+
+
+def _connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
+    if exchange.aborted:
+        if conn is not None:
+            exchange.pool.connections[exchange.backend.id].release(conn)
+        return
+    if conn is None:
+        exchange.connect_failed(error or "connect failed")
+    else:
+        exchange.forward(conn)

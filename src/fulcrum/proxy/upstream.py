@@ -1,0 +1,217 @@
+"""One keep-alive connection to a backend, parsing its responses with llhttp.
+
+Invariants: a connection serves one exchange at a time; it goes back to its pool
+only when the response ended cleanly, the request was fully sent, the backend
+allowed keep-alive and not one byte arrived beyond the response. Anything else
+closes it — a connection that misbehaved is never reused.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpResponseParser
+
+if TYPE_CHECKING:
+    from fulcrum.proxy.exchange import Exchange
+    from fulcrum.proxy.pool import ConnectionPool
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """asyncio protocol for one backend connection; callbacks feed its exchange."""
+
+    __slots__ = (
+        "pool", "loop", "transport", "parser", "exchange", "headers", "reason",
+        "in_head", "informational", "complete", "reusable", "expect_eof",
+        "skip_body", "served", "idle_since", "closed", "read_paused",
+        "deadline", "timer", "last_read", "_timer_at", "received",
+    )
+
+    def __init__(self, pool: "ConnectionPool") -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.in_head = False
+        self.informational = False
+        self.complete = False
+        self.reusable = True
+        self.expect_eof = False      # close-delimited body: EOF is its end
+        self.skip_body = False       # response to HEAD: llhttp cannot know it has no body
+        self.served = 0
+        self.idle_since = 0.0
+        self.closed = False
+        self.read_paused = False
+        self.deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.last_read = 0.0
+        self.received = False
+
+    # -- lifecycle -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        settings = self.pool.settings
+        transport.set_write_buffer_limits(settings.high_water, settings.low_water)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.deadline = None
+        exchange = self.exchange
+        if exchange is None:
+            self.pool.forget(self)
+            return
+        self.exchange = None
+        if self.expect_eof and not self.in_head and exc is None and not self.complete:
+            exchange.on_response_complete(self)  # close-delimited body ended by EOF
+        elif not self.complete:
+            reason = f"connection reset ({exc})" if exc else "connection closed by backend"
+            exchange.upstream_failed(self, reason, nothing_received=not self.received)
+
+    def close(self) -> None:
+        self.reusable = False
+        if not self.closed:
+            self.closed = True
+            self.deadline = None
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.reusable = False
+        if not self.closed:
+            self.closed = True
+            self.deadline = None
+            if self.transport is not None:
+                self.transport.abort()
+
+    # -- use by an exchange ------------------------------------------------
+    def attach(self, exchange: "Exchange", skip_body: bool) -> None:
+        self.exchange = exchange
+        self.complete = False
+        self.informational = False
+        self.skip_body = skip_body
+        self.expect_eof = False
+        self.headers = []
+        self.in_head = False
+        self.received = False
+        self.served += 1
+
+    def arm_response_timer(self, timeout: float) -> None:
+        now = self.loop.time()
+        self.last_read = now
+        self.deadline = timeout
+        if self.timer is None or self._timer_at > now + timeout:
+            if self.timer is not None:
+                self.timer.cancel()
+            self._timer_at = now + timeout
+            self.timer = self.loop.call_at(self._timer_at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        timeout = self.deadline
+        if timeout is None or self.exchange is None:
+            return
+        due = self.last_read + timeout
+        if self.loop.time() < due:
+            self._timer_at = due
+            self.timer = self.loop.call_at(due, self._on_timer)
+            return
+        exchange = self.exchange
+        self.exchange = None
+        self.abort()
+        exchange.upstream_timed_out(self)
+
+    # -- flow control (the client side drives these) -------------------------
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_write_resumed()
+
+    # -- bytes in ----------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # bytes from an idle connection: it cannot be trusted
+            return
+        self.last_read = self.loop.time()
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserError as exc:
+            self.exchange = None
+            self.abort()
+            if self.complete:
+                exchange.on_response_complete(self)
+            else:
+                exchange.upstream_invalid(self, f"invalid response from backend: {exc}")
+            return
+        if self.complete:
+            self.exchange = None
+            self.deadline = None
+            if self.skip_body:
+                self.parser = HttpResponseParser(self)  # llhttp still expects a HEAD body
+            exchange.on_response_complete(self)
+
+    def eof_received(self) -> bool | None:
+        return None  # let asyncio close; connection_lost decides what EOF meant
+
+    # llhttp callbacks ------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.reusable = False  # a second response nobody asked for
+            return
+        self.in_head = True
+        self.headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_head:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        self.in_head = False
+        status = self.parser.get_status_code()
+        exchange = self.exchange
+        if status < 200:
+            if status == 101:
+                raise HttpParserError("101 Switching Protocols without an upgrade request")
+            self.informational = True
+            exchange.on_informational(status, self.reason, self.headers)
+            return
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        exchange.on_response_head(self, status, self.reason, self.headers)
+        if self.skip_body:
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.reusable = False  # body after a HEAD response, or extra bytes
+            return
+        self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        self.complete = True
