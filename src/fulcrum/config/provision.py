@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.balancing.registry import resolve
-from fulcrum.config.errors import ConfigError
+from fulcrum.config.errors import ConfigError, problems_from_validation
 from fulcrum.config.load import format_problem
 from fulcrum.config.model import Config
 from fulcrum.proxy.pool import ConnectionPool
@@ -53,9 +53,8 @@ def _provision_pool(name, pool_config, settings, loop, source, problems) -> Pool
         try:
             options = strategy_cls.Options.model_validate(pool_config.options)
         except ValidationError as exc:
-            for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"])
-                problems.append(format_problem(source, f"{path}.options.{where}", err["msg"]))
+            problems.extend(problems_from_validation(
+                exc, source, pool_config.options, prefix=f"{path}.options", root=strategy_cls.Options))
             return None
     elif pool_config.options:
         problems.append(format_problem(

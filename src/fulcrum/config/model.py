@@ -1,0 +1,333 @@
+# The configuration schema: pydantic models that only validate (no I/O, no provisioning).
+# Every field has a documented default except a pool's backends; unknown keys are errors.
+"""Fulcrum's configuration models.
+
+``Config`` is the root. Field checks live on the fields; checks that need several
+fields (routes naming pools, duplicate backends) live in ``cross_check`` and run
+from ``Config``'s model validator, reported as one ``config_cross_check`` error
+whose ``ctx["problems"]`` holds ``(path, message)`` pairs that
+``errors.problems_from_validation`` expands into one line each. Pydantic runs
+that validator only once every field is valid, so cross-field problems show up
+after the field problems are fixed.
+"""
+from __future__ import annotations
+
+import re
+import types
+from typing import Annotated, Any, Literal, Sequence, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from fulcrum.config.units import Duration, Size
+
+CROSS_CHECK_ERROR = "config_cross_check"
+
+_POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_HOSTNAME_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_IPV6_HOST_RE = re.compile(r"^\[[0-9a-f:.]+\]$")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` → ``("127.0.0.1", 8080)``; ``"[::1]:8080"`` → ``("::1", 8080)``."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # a bare IPv6 address needs brackets
+    # Port 0 binds a free port, announced in the "listening" log line (tests use it).
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(
+            f"must be host:port with port 0..65535, e.g. 127.0.0.1:8080 or [::1]:8080 (got {value!r})"
+        )
+    return host, int(port)
+
+
+def _check_listen(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+ListenAddress = Annotated[str, AfterValidator(_check_listen)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdminConfig(_Section):
+    """The admin API listener and its bearer token (None: no auth, keep it on loopback)."""
+
+    listen: ListenAddress = "127.0.0.1:9090"
+    token: str | None = None
+
+    @property
+    def listen_addr(self) -> tuple[str, int]:
+        return parse_host_port(self.listen)
+
+
+class LogConfig(_Section):
+    """Log line format and minimum level (level names are case-insensitive)."""
+
+    format: Literal["text", "json"] = "text"
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
+
+
+class Timeouts(_Section):
+    """Every deadline the proxy enforces, in seconds; all must be > 0."""
+
+    connect: PositiveDuration = 2.0          # TCP connect to a backend
+    response: PositiveDuration = 30.0        # backend must start answering (status line) → 504
+    client_header: PositiveDuration = 10.0   # whole request head must arrive (slowloris) → 408
+    client_idle: PositiveDuration = 60.0     # idle keep-alive client connection is closed
+    pool_idle: PositiveDuration = 60.0       # idle pooled backend connection is closed
+    client_body: PositiveDuration = 60.0     # no request-body bytes for this long → close
+
+
+class Limits(_Section):
+    """Request size limits and the status each one answers with."""
+
+    max_header_bytes: Annotated[Size, Field(gt=0)] = 65536   # → 431
+    max_header_count: int = Field(100, ge=1)                 # → 431
+    max_url_length: Annotated[Size, Field(gt=0)] = 8192      # → 414
+    max_body_size: Size = 1 << 30                            # → 413; 0 = unlimited
+
+
+class UpstreamConfig(_Section):
+    """Backend connection reuse."""
+
+    max_idle_per_backend: int = Field(64, ge=0)          # idle keep-alive conns kept per backend
+    max_requests_per_connection: int = Field(0, ge=0)    # then close it; 0 = unlimited
+
+
+class Buffers(_Section):
+    """Write-buffer marks for backpressure: pause the reader above high, resume below low."""
+
+    high_water: Annotated[Size, Field(gt=0)] = 262144
+    low_water: Size = 65536
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> Buffers:
+        if self.low_water >= self.high_water:
+            raise PydanticCustomError(
+                CROSS_CHECK_ERROR, "low_water must be < high_water",
+                {"problems": [("low_water",
+                               f"must be < high_water ({self.high_water}) (got {self.low_water})")]},
+            )
+        return self
+
+
+class BackendConfig(_Section):
+    """One upstream server: ``http://host[:port][/]`` (port defaults to 80)."""
+
+    url: str
+    weight: int = Field(1, ge=1)
+    id: str | None = Field(None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_host_port(cls, url: str) -> str:
+        _split_backend_url(url)
+        return url.strip()
+
+    @property
+    def host(self) -> str:
+        return _split_backend_url(self.url)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_backend_url(self.url)[1]
+
+    @property
+    def key(self) -> str:
+        """The backend's identity in its pool: ``id``, else ``host:port`` (as Backend does)."""
+        return self.id or f"{self.host}:{self.port}"
+
+
+def _split_backend_url(url: str) -> tuple[str, int]:
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        raise ValueError("https backends are not supported yet")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    bad = (scheme != "http" or not parts.hostname or parts.username is not None
+           or parts.path not in ("", "/") or parts.query or parts.fragment
+           or port is not None and not 1 <= port <= 65535)
+    if bad:
+        raise ValueError(f"must be http://host:port with no path or query (got {url!r})")
+    return parts.hostname, port or 80
+
+
+class PoolConfig(_Section):
+    """A named group of backends and the strategy that spreads requests over them."""
+
+    strategy: str = Field("round_robin", min_length=1)
+    options: dict[str, Any] = {}   # strategy-specific; validated when provisioned
+    backends: list[BackendConfig] = Field(min_length=1)
+
+
+class RouteConfig(_Section):
+    """Sends matching requests to a pool; the first matching route wins.
+
+    ``host`` is exact (``api.example.com``) or a wildcard (``*.example.com``, which
+    matches any subdomain but not the bare domain); it is compared lower-cased and
+    the Host header's port is ignored when matching, so ``host`` carries no port.
+    ``headers`` must all match exactly; header names are case-insensitive.
+    """
+
+    host: str | None = None
+    path_prefix: str = "/"
+    headers: dict[str, str] = {}
+    pool: str
+
+    @field_validator("host")
+    @classmethod
+    def _host_pattern(cls, host: str | None) -> str | None:
+        if host is None:
+            return None
+        host = host.lower()
+        if host.startswith("["):
+            if not _IPV6_HOST_RE.match(host):
+                raise ValueError(f"must be a bracketed IPv6 address without a port (got {host!r})")
+        elif ":" in host:
+            raise ValueError(f"must not include a port; the Host header's port is ignored (got {host!r})")
+        elif not _HOSTNAME_RE.match(host):
+            raise ValueError(f"must be a host name like api.example.com or *.example.com (got {host!r})")
+        return host
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _starts_with_slash(cls, prefix: str) -> str:
+        if not prefix.startswith("/"):
+            raise ValueError(f"must start with '/' (got {prefix!r})")
+        return prefix
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        lowered: dict[str, str] = {}
+        for name, value in headers.items():
+            if not _HEADER_NAME_RE.match(name):
+                raise ValueError(f"not a valid header name (got {name!r})")
+            if name.lower() in lowered:
+                raise ValueError(f"header {name!r} given twice (names are case-insensitive)")
+            lowered[name.lower()] = value
+        return lowered
+
+
+class Config(_Section):
+    """The whole configuration file. Only ``pools`` has no usable default."""
+
+    listen: ListenAddress = "127.0.0.1:8080"
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: Limits = Field(default_factory=Limits)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    buffers: Buffers = Field(default_factory=Buffers)
+    pools: dict[str, PoolConfig] = {}
+    routes: list[RouteConfig] = []
+
+    @property
+    def listen_addr(self) -> tuple[str, int]:
+        return parse_host_port(self.listen)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Config:
+        problems = cross_check(self)
+        if problems:
+            summary = "; ".join(f"{path}: {message}" for path, message in problems)
+            raise PydanticCustomError(CROSS_CHECK_ERROR, "{summary}",
+                                      {"summary": summary, "problems": problems})
+        return self
+
+
+def cross_check(config: Config) -> list[tuple[str, str]]:
+    """Problems spanning several fields, as ``(dotted.path, message)`` pairs."""
+    problems: list[tuple[str, str]] = []
+    if not config.pools:
+        problems.append(("pools", "at least one pool is required"))
+    for name, pool in config.pools.items():
+        if not _POOL_NAME_RE.match(name):
+            problems.append((f"pools.{name}", "pool names may use only letters, digits, '_' and '-'"))
+        problems.extend(_duplicate_backends(f"pools.{name}", pool))
+    known = ", ".join(config.pools) or "none"
+    for i, route in enumerate(config.routes):
+        if route.pool not in config.pools:
+            problems.append((f"routes[{i}].pool", f"no pool named {route.pool!r} (pools: {known})"))
+    return problems
+
+
+def _duplicate_backends(path: str, pool: PoolConfig) -> list[tuple[str, str]]:
+    problems = []
+    seen_addr: dict[tuple[str, int], int] = {}
+    seen_key: dict[str, int] = {}
+    for i, backend in enumerate(pool.backends):
+        addr = (backend.host, backend.port)
+        if addr in seen_addr:
+            problems.append((f"{path}.backends[{i}].url",
+                             f"duplicate backend (same as backends[{seen_addr[addr]}])"))
+        elif backend.key in seen_key:
+            first = seen_key[backend.key]
+            problems.append((f"{path}.backends[{i}].id",
+                             f"duplicate backend id {backend.key!r} (same as backends[{first}])"))
+        seen_addr.setdefault(addr, i)
+        seen_key.setdefault(backend.key, i)
+    return problems
+
+
+def annotation_at(
+    path: Sequence[str | int], root: type[BaseModel] | None = None,
+) -> tuple[Any, list[Any]] | None:
+    """The type expected at ``path`` below ``root`` (default ``Config``) and its
+    metadata (validators, constraints), or None when the path leaves the schema.
+    Dict keys and list indices step into the value/item type; ``X | None`` is
+    reported as ``X``."""
+    annotation, metadata = _unwrap(root or Config, [])
+    for part in path:
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            annotation, metadata = _unwrap(field.annotation, list(field.metadata))
+        elif origin is dict:
+            annotation, metadata = _unwrap(get_args(annotation)[1], [])
+        elif origin is list and isinstance(part, int):
+            annotation, metadata = _unwrap(get_args(annotation)[0], [])
+        else:
+            return None
+    return annotation, metadata
+
+
+def _unwrap(annotation: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation, *extra = get_args(annotation)
+            metadata = metadata + extra
+        elif origin in (Union, types.UnionType):
+            rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(rest) != 1:
+                return annotation, metadata
+            annotation = rest[0]
+        else:
+            return annotation, metadata
