@@ -61,6 +61,10 @@ def _provision_pool(name, pool_config, settings, loop, source, problems) -> Pool
             source, f"{path}.options", f"strategy {pool_config.strategy!r} takes no options"))
         return None
     backends = [Backend(b.url, weight=b.weight, id=b.id) for b in pool_config.backends]
-    strategy = strategy_cls(backends, options=options, rng=random.Random(), clock=time.monotonic)
+    try:
+        strategy = strategy_cls(backends, options=options, rng=random.Random(), clock=time.monotonic)
+    except ValueError as exc:
+        problems.append(format_problem(source, f"{path}.strategy", str(exc)))
+        return None
     connections = {b.id: ConnectionPool(b, loop, settings) for b in backends}
     return Pool(name, backends, strategy, connections)

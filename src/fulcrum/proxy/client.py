@@ -95,7 +95,7 @@ class ClientConnection(asyncio.Protocol):
         # Half-close from the client: finish what was asked, then close.
         if self.current is None and not self.queue:
             return False
-        self.parser = None
+        self._last_requests()
         return True
 
     # -- phase: parse ------------------------------------------------------------
@@ -294,7 +294,11 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None and not self.queue:
             self._close()
         else:
-            self.parser = None
-            for item in (self.current, *self.queue):
-                if isinstance(item, Exchange):
-                    item.keep_alive = False
+            self._last_requests()
+
+    def _last_requests(self) -> None:
+        """Read nothing more; close once the requests already read are answered."""
+        self.parser = None
+        for item in (self.current, *self.queue):
+            if isinstance(item, Exchange):
+                item.keep_alive = False

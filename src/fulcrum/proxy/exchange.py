@@ -7,6 +7,7 @@ that body would otherwise be read as the next request.
 """
 from __future__ import annotations
 
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from fulcrum.http.errors import BadRequest, HttpError
@@ -194,7 +195,7 @@ class Exchange:
             transport.write(parts[0])
         else:
             transport.writelines(parts)
-        self.sent_at = conn.loop.time()
+        self.sent_at = monotonic()
         conn.arm_response_timer(self.runtime.settings.response_timeout)
         self.client.gate.resume(CONNECTING)
 
@@ -239,7 +240,7 @@ class Exchange:
 
     def on_response_head(self, conn: "UpstreamConnection", status: int, reason: bytes,
                          headers: list[tuple[bytes, bytes]]) -> None:
-        now = conn.loop.time()
+        now = monotonic()  # the strategies' clock; loop.time() only has ms resolution
         self.backend.latency.observe(now - self.sent_at, now)
         self.status = status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
