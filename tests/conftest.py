@@ -1,9 +1,15 @@
 """Shared fixtures: example backends and Fulcrum as real processes, cleaned up after each test."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
+
+# Tests talk only to 127.0.0.1: never through a proxy from the environment.
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_var, None)
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 
 from tests.support.processes import Backend, Fulcrum
 

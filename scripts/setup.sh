@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up everything Fulcrum and its tests need on a fresh Debian machine:
+# python3-venv when missing, then .venv with Fulcrum (editable) and test deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "setup: installing python3-venv (Debian package)" >&2
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+fi
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+echo "setup: ready (.venv/bin/fulcrum $(.venv/bin/fulcrum --version | cut -d' ' -f2))" >&2
