@@ -37,6 +37,7 @@ _RESPONSE_DROP = {
 # How the response body reaches the client.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 
 
 class Exchange:
@@ -62,7 +63,7 @@ class Exchange:
         self.keep_alive = keep_alive
         self.client_ip = client.client_ip
         self.request_id = ""
-        self.host = ""
+        self.host = b""
         self.chunked = False
         self.has_body = False
         self.upstream_head = b""
@@ -119,7 +120,7 @@ class Exchange:
                 if 0 < len(value) <= 200:
                     self.request_id = value.decode("latin-1")
             elif kind == _CONN:
-                tokens = connection_tokens(value) - {b"close", b"keep-alive"}
+                tokens = _named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
         if len(hosts) > 1:
@@ -127,7 +128,7 @@ class Exchange:
         if not hosts and self.http11:
             raise BadRequest("missing Host header")
         host = hosts[0] if hosts else b""
-        self.host = host_without_port(host) if host else ""
+        self.host = host
         if te:
             check_transfer_encoding(te)
             self.chunked = self.has_body = True
@@ -147,16 +148,17 @@ class Exchange:
             xff = b", ".join(forwarded_for) + b", " + client_ip
         else:
             xff = client_ip
-        out.append(
-            b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
-            b"X-Request-ID: %s\r\n\r\n" % (xff, host, self.request_id.encode("latin-1"))
-        )
+        if host:
+            out.append(b"X-Forwarded-Host: %s\r\n" % host)
+        out.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Request-ID: %s\r\n\r\n"
+                   % (xff, self.request_id.encode("latin-1")))
         self.upstream_head = b"".join(out)
 
     # -- phases: route → pick → forward (runs when this exchange is at the head of the line)
     def start(self) -> None:
         runtime = self.runtime
-        pool = runtime.single_pool or runtime.router.match(self.host, self.target, self.header)
+        pool = runtime.single_pool or runtime.router.match(
+            host_without_port(self.host) if self.host else "", self.target, self.header)
         if pool is None:
             self.respond_local(404)
             return
@@ -256,7 +258,7 @@ class Exchange:
             elif kind == _TE:
                 chunked = True
             elif kind == _CONN:
-                tokens = connection_tokens(value) - {b"close", b"keep-alive"}
+                tokens = _named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
         if named:
@@ -299,7 +301,11 @@ class Exchange:
                 parts = (head,) + parts
             transport.writelines(parts)
         elif head is not None:
-            transport.writelines((head, chunk))
+            # One write, one syscall; small bodies are cheaper to copy than to writev.
+            if len(chunk) <= 16384:
+                transport.write(head + chunk)
+            else:
+                transport.writelines((head, chunk))
         else:
             transport.write(chunk)
         if head is not None:
@@ -400,6 +406,13 @@ class Exchange:
         self.response_done = True
         if self.backend is not None:
             self.backend.in_flight -= 1
+
+
+def _named_by_connection(value: bytes) -> set[bytes] | None:
+    """Header names a Connection header makes hop-by-hop (beyond close/keep-alive)."""
+    if value.lower() in _PLAIN_CONNECTION:
+        return None
+    return connection_tokens(value) - _PLAIN_CONNECTION or None
 
 
 def _connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
