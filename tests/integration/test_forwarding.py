@@ -155,3 +155,32 @@ def test_client_half_close_still_gets_its_response(one):
     data = read_until_close(sock)
     sock.close()
     assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_pipelined_request_with_body_split_across_reads(one):
+    """The second request's body arrives after it started: reading must go on."""
+    lb, _ = one
+    sock = connect(lb.port)
+    sock.sendall(b"GET /?latency=0.1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                 b"POST /?echo=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+    import time
+    time.sleep(0.3)  # the first response is out and the POST has started by now
+    sock.sendall(b"world")
+    first, second = ResponseReader(sock).read(2)
+    sock.close()
+    assert first.status == 200
+    assert json.loads(second.body)["body"] == "helloworld"
+
+
+def test_upgrade_request_is_forwarded_without_upgrade_and_closed(one):
+    lb, _ = one
+    sock = connect(lb.port)
+    sock.sendall(b"GET /?echo=1 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                 b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    data = read_until_close(sock)
+    sock.close()
+    assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 200")
+    assert b"Connection: close" in data
+    head, _, body = data.partition(b"\r\n\r\n")
+    names = [n.lower() for n, _ in json.loads(body)["headers"]]
+    assert "upgrade" not in names and "connection" not in names

@@ -108,9 +108,15 @@ class ClientConnection(asyncio.Protocol):
         except HttpError as exc:
             self._reject(exc.status, exc.reason)
         except HttpParserUpgrade:
-            pass  # no tunnelling yet: Upgrade was stripped and the request forwarded as is
+            # No tunnelling yet: the request went on without Upgrade and the
+            # connection closes after its response; nothing after it is read.
+            self.parser = None
         except HttpParserError as exc:
             self._reject(400, str(exc) or "malformed request")
+        except Exception:
+            # A bug must cost one connection, never the server.
+            log.exception("internal error", extra={"fields": {"client": self.client_ip}})
+            self._reject(500, "internal error")
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -184,10 +190,12 @@ class ClientConnection(asyncio.Protocol):
                     item.start()
         finally:
             self.advancing = False
-        if self.current is None and not self.queue and not self.closed:
-            self.gate.resume(PIPELINE)
-            if self.wait == _NONE and self.receiving is None:
-                self._wait(_IDLE, self.settings.client_idle_timeout)
+        if self.queue or self.closed:
+            return
+        # Nothing waits behind the running exchange: read on (its body may still be arriving).
+        self.gate.resume(PIPELINE)
+        if self.current is None and self.wait == _NONE and self.receiving is None:
+            self._wait(_IDLE, self.settings.client_idle_timeout)
 
     def exchange_done(self, exchange: Exchange) -> None:
         """Called by the exchange once its response is fully written."""
