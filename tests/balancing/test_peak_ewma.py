@@ -106,3 +106,20 @@ def test_none_when_none_available(backends_factory, request_, clock):
     assert PeakEwmaP2C(backends, clock=clock).pick(request_) is None
     backends[1].available = True
     assert PeakEwmaP2C(backends, clock=clock).pick(request_).id == "b1"
+
+
+def test_unmeasured_backend_is_tried_not_starved(backends_factory, request_, clock):
+    """Two measured fast backends and one never measured: the new one gets traffic."""
+    backends = backends_factory(3)
+    for b in backends[:2]:
+        b.latency.observe(0.001, clock.now)
+    pe = PeakEwmaP2C(backends, rng=random.Random(3), clock=clock)
+    assert "b2" in {pe.pick(request_).id for _ in range(20)}
+
+
+def test_unmeasured_backend_with_pending_requests_is_not_swamped(backends_factory, request_, clock):
+    backends = backends_factory(2)
+    backends[0].latency.observe(0.001, clock.now)
+    backends[1].in_flight = 3  # three requests out, no answer yet
+    pe = PeakEwmaP2C(backends, rng=random.Random(4), clock=clock)
+    assert {pe.pick(request_).id for _ in range(50)} == {"b0"}

@@ -25,6 +25,16 @@ class PeakEwmaP2C(Strategy):
         if b is None:
             return a
         now = self.clock()
-        cost_a = a.latency.cost(now) * (a.in_flight + 1) * b.weight
-        cost_b = b.latency.cost(now) * (b.in_flight + 1) * a.weight
+        cost_a = _load(a, now) * b.weight
+        cost_b = _load(b, now) * a.weight
         return a if cost_a <= cost_b else b
+
+
+def _load(backend: Backend, now: float) -> float:
+    """Latency × (in-flight + 1). A backend never measured costs nothing while idle,
+    so it is tried and measured at once (Finagle's rule), and its default RTT
+    while requests are pending, so it is not swamped before its first answer."""
+    latency = backend.latency
+    if not latency.observed:
+        return latency.default_rtt * backend.in_flight * (backend.in_flight + 1)
+    return latency.cost(now) * (backend.in_flight + 1)

@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from fulcrum.http.errors import HttpError
 from fulcrum.http.responses import error_response
@@ -111,11 +111,23 @@ class ClientConnection(asyncio.Protocol):
             # No tunnelling yet: the request went on without Upgrade and the
             # connection closes after its response; nothing after it is read.
             self.parser = None
+        except HttpParserCallbackError as exc:
+            self._callback_failed(exc.__context__)
         except HttpParserError as exc:
             self._reject(400, str(exc) or "malformed request")
         except Exception:
             # A bug must cost one connection, never the server.
             log.exception("internal error", extra={"fields": {"client": self.client_ip}})
+            self._reject(500, "internal error")
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        """llhttp wraps what our callbacks raise; unwrap it to answer with its status."""
+        if isinstance(cause, HttpError):
+            self._reject(cause.status, cause.reason)
+        elif isinstance(cause, HttpParserError) or cause is None:
+            self._reject(400, str(cause or "malformed request"))
+        else:
+            log.error("internal error", exc_info=cause, extra={"fields": {"client": self.client_ip}})
             self._reject(500, "internal error")
 
     def on_message_begin(self) -> None:
@@ -274,17 +286,23 @@ class ClientConnection(asyncio.Protocol):
         what = self.wait
         if what == _NONE or self.closed:
             return
+        now = self.loop.time()
         due = self.deadline
         if what == _BODY:
+            if self.gate.paused_by:
+                self.last_body = now  # we stopped reading: the silence is ours, not the client's
             due = self.last_body + self.settings.client_body_timeout
-        if self.loop.time() < due:
+        elif what == _HEAD and (self.current is not None or self.queue):
+            # A head pipelined behind a response still in flight: judge it once that is done.
+            due = max(due, now + min(1.0, self.settings.client_header_timeout))
+        if now < due:
             self.timer_at = due
             self.timer = self.loop.call_at(due, self._on_timer)
             return
         self._timed_out(what)
 
     def _timed_out(self, what: int) -> None:
-        if what == _HEAD and self.current is None and not self.queue:
+        if what == _HEAD:
             if self.in_head:
                 self.transport.write(error_response(408, self.server.next_request_id()))
             self._close()

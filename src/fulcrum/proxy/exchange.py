@@ -38,6 +38,7 @@ _RESPONSE_DROP = {
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Exchange:
@@ -198,7 +199,10 @@ class Exchange:
         else:
             transport.writelines(parts)
         self.sent_at = monotonic()
-        conn.arm_response_timer(self.runtime.settings.response_timeout)
+        if self.request_done:
+            # The backend's silence is timed from the end of the request: a slow
+            # upload is the client's doing (timeouts.client_body), not the backend's.
+            conn.arm_response_timer(self.runtime.settings.response_timeout)
         self.client.gate.resume(CONNECTING)
 
     def _frame_body(self, chunk: bytes) -> tuple[bytes, ...]:
@@ -227,8 +231,10 @@ class Exchange:
     def on_request_complete(self) -> None:
         self.request_done = True
         conn = self.conn
-        if conn is not None and self.chunked and not self.response_done:
-            conn.transport.write(_LAST_CHUNK)
+        if conn is not None and not self.response_done:
+            if self.chunked:
+                conn.transport.write(_LAST_CHUNK)
+            conn.arm_response_timer(self.runtime.settings.response_timeout)
 
     # -- response, from the upstream connection --------------------------------
     def on_informational(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -247,7 +253,7 @@ class Exchange:
         self.status = status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         content_length: bytes | None = None
-        chunked = False
+        codings: list[bytes] | None = None
         named: set[bytes] | None = None
         for name, value in headers:
             kind = _RESPONSE_DROP.get(name.lower())
@@ -256,14 +262,14 @@ class Exchange:
             elif kind == _CL:
                 content_length = value
             elif kind == _TE:
-                chunked = True
+                codings = (codings or []) + [c.strip() for c in value.split(b",") if c.strip()]
             elif kind == _CONN:
                 tokens = _named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
         if named:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
-        self.framing = self._response_framing(status, conn, content_length, chunked, out)
+        self.framing = self._response_framing(status, conn, content_length, codings, out)
         out.append(b"X-Request-ID: %s\r\n" % self.request_id.encode("latin-1"))
         if not self.keep_alive:
             out.append(b"Connection: close\r\n\r\n")
@@ -274,20 +280,26 @@ class Exchange:
         self.head_pending = b"".join(out)
 
     def _response_framing(self, status: int, conn: "UpstreamConnection", content_length: bytes | None,
-                          chunked: bool, out: list[bytes]) -> int:
+                          codings: list[bytes] | None, out: list[bytes]) -> int:
         if self.method == b"HEAD" or status == 304 or status == 204:
             if content_length is not None and status != 204:
                 out.append(b"Content-Length: %s\r\n" % content_length)
             return NO_BODY
-        if not chunked and content_length is not None:
+        if codings is None and content_length is not None:
             out.append(b"Content-Length: %s\r\n" % content_length)
             return LENGTH
+        # llhttp removes only a final "chunked"; other codings (gzip …) stay in the
+        # body bytes and must stay declared (RFC 9112 §6.1).
+        chunked = bool(codings) and codings[-1].lower() == b"chunked"
+        kept = codings[:-1] if chunked else (codings or [])
         if not chunked:
             conn.expect_eof = True  # close-delimited: the backend's EOF ends the body
             conn.reusable = False
         if self.http11:
-            out.append(b"Transfer-Encoding: chunked\r\n")
+            out.append(b"Transfer-Encoding: %s\r\n" % b", ".join(kept + [b"chunked"]))
             return CHUNKED
+        if kept:
+            out.append(b"Transfer-Encoding: %s\r\n" % b", ".join(kept))
         self.keep_alive = False  # an HTTP/1.0 client learns the end from our close
         return UNTIL_CLOSE
 
@@ -332,9 +344,11 @@ class Exchange:
     # -- failures ------------------------------------------------------------
     def upstream_failed(self, conn: "UpstreamConnection", reason: str, nothing_received: bool) -> None:
         self.conn = None
-        if nothing_received and conn.served > 1 and not self.has_body and not self.retried:
-            # A pooled connection the backend closed while it sat idle: the
-            # request never reached the backend, so one retry on a fresh one is safe.
+        if (nothing_received and conn.served > 1 and not self.has_body and not self.retried
+                and self.method in _IDEMPOTENT):
+            # A pooled connection the backend closed as we reused it. The request may
+            # or may not have been seen; an idempotent one is safe to send once more
+            # on a fresh connection (RFC 9110 §9.2.2), anything else gets its 502.
             self.retried = True
             self.connect()
             return

@@ -8,13 +8,16 @@ closes it — a connection that misbehaved is never reused.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
 
 if TYPE_CHECKING:
     from fulcrum.proxy.exchange import Exchange
     from fulcrum.proxy.pool import ConnectionPool
+
+log = logging.getLogger("fulcrum.proxy")
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -114,8 +117,11 @@ class UpstreamConnection(asyncio.Protocol):
         timeout = self.deadline
         if timeout is None or self.exchange is None:
             return
+        now = self.loop.time()
+        if self.read_paused:
+            self.last_read = now  # paused for a slow client: the backend is not silent
         due = self.last_read + timeout
-        if self.loop.time() < due:
+        if now < due:
             self._timer_at = due
             self.timer = self.loop.call_at(due, self._on_timer)
             return
@@ -156,10 +162,13 @@ class UpstreamConnection(asyncio.Protocol):
         except HttpParserError as exc:
             self.exchange = None
             self.abort()
+            cause = exc.__context__ if isinstance(exc, HttpParserCallbackError) else exc
+            if not isinstance(cause, HttpParserError):
+                log.error("internal error on a backend response", exc_info=cause)
             if self.complete:
                 exchange.on_response_complete(self)
             else:
-                exchange.upstream_invalid(self, f"invalid response from backend: {exc}")
+                exchange.upstream_invalid(self, f"invalid response from backend: {cause}")
             return
         if self.complete:
             self.exchange = None
@@ -193,6 +202,8 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         exchange = self.exchange
         if status < 200:
+            if status < 100:
+                raise HttpParserError(f"invalid status code {status}")
             if status == 101:
                 raise HttpParserError("101 Switching Protocols without an upgrade request")
             self.informational = True
