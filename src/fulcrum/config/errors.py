@@ -78,7 +78,7 @@ def problems_from_validation(
     for item in items:
         for path, message in _explain(item, raw, root):
             path = f"{prefix}.{path}".strip(".") if prefix else path
-            lines.append(format_problem(file, path, message + _origin_note(path, origins or {})))
+            lines.append(format_problem(file, path, message + origin_note(path, origins or {})))
     return lines
 
 
@@ -172,7 +172,7 @@ def _position(raw: Any, loc: Sequence[str | int]) -> tuple[int, ...]:
     return tuple(position)
 
 
-def _origin_note(path: str, origins: Mapping[str, str]) -> str:
+def origin_note(path: str, origins: Mapping[str, str]) -> str:
     """Name the variables that set ``path``, a key inside it, or a key it sits in."""
     names = [*dict.fromkeys(variable for set_path, variable in origins.items()
              if path and (_within(path, set_path) or _within(set_path, path)))]

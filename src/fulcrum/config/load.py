@@ -146,9 +146,11 @@ def _takes_text(annotation: Any, metadata: list[Any]) -> bool:
 
 def _validate(raw: Mapping[str, Any], source: str, origins: Mapping[str, str]) -> Config:
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, source, raw, origins)) from None
+    config._env_origins = dict(origins)
+    return config
 
 
 def _require_mapping(data: Any, source: str) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -235,6 +236,10 @@ class RouteConfig(_Section):
 
 class Config(_Section):
     """The whole configuration file. Only ``pools`` has no usable default."""
+
+    # Which config paths environment variables set, so later checks (provisioning)
+    # can name the variable too. Not part of the schema.
+    _env_origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     listen: ListenAddress = "127.0.0.1:8080"
     admin: AdminConfig = Field(default_factory=AdminConfig)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.balancing.registry import resolve
-from fulcrum.config.errors import ConfigError, problems_from_validation
+from fulcrum.config.errors import ConfigError, origin_note, problems_from_validation
 from fulcrum.config.load import format_problem
 from fulcrum.config.model import Config
 from fulcrum.proxy.pool import ConnectionPool
@@ -27,8 +27,9 @@ def provision(config: Config, source: str = "config.yaml",
     settings = ProxySettings.from_config(config)
     problems: list[str] = []
     pools: dict[str, Pool] = {}
+    origins = config._env_origins
     for name, pool_config in config.pools.items():
-        pool = _provision_pool(name, pool_config, settings, loop, source, problems)
+        pool = _provision_pool(name, pool_config, settings, loop, source, problems, origins)
         if pool is not None:
             pools[name] = pool
     if problems:
@@ -41,12 +42,16 @@ def provision(config: Config, source: str = "config.yaml",
     return Runtime(settings, pools, Router(routes, default), config)
 
 
-def _provision_pool(name, pool_config, settings, loop, source, problems) -> Pool | None:
+def _provision_pool(name, pool_config, settings, loop, source, problems, origins) -> Pool | None:
     path = f"pools.{name}"
+
+    def problem(where: str, message: str) -> str:
+        return format_problem(source, where, message + origin_note(where, origins))
+
     try:
         strategy_cls = resolve(pool_config.strategy)
     except ValueError as exc:
-        problems.append(format_problem(source, f"{path}.strategy", str(exc)))
+        problems.append(problem(f"{path}.strategy", str(exc)))
         return None
     options = None
     if strategy_cls.Options is not None:
@@ -54,17 +59,16 @@ def _provision_pool(name, pool_config, settings, loop, source, problems) -> Pool
             options = strategy_cls.Options.model_validate(pool_config.options)
         except ValidationError as exc:
             problems.extend(problems_from_validation(
-                exc, source, pool_config.options, prefix=f"{path}.options", root=strategy_cls.Options))
+                exc, source, pool_config.options, origins, prefix=f"{path}.options", root=strategy_cls.Options))
             return None
     elif pool_config.options:
-        problems.append(format_problem(
-            source, f"{path}.options", f"strategy {pool_config.strategy!r} takes no options"))
+        problems.append(problem(f"{path}.options", f"strategy {pool_config.strategy!r} takes no options"))
         return None
     backends = [Backend(b.url, weight=b.weight, id=b.id) for b in pool_config.backends]
     try:
         strategy = strategy_cls(backends, options=options, rng=random.Random(), clock=time.monotonic)
     except ValueError as exc:
-        problems.append(format_problem(source, f"{path}.strategy", str(exc)))
+        problems.append(problem(f"{path}.strategy", str(exc)))
         return None
     connections = {b.id: ConnectionPool(b, loop, settings) for b in backends}
     return Pool(name, backends, strategy, connections)

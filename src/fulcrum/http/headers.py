@@ -42,3 +42,19 @@ def host_without_port(host: bytes) -> str:
         end = text.find("]")
         return text[: end + 1] if end != -1 else text
     return text.split(":", 1)[0]
+
+
+def split_absolute_form(target: bytes) -> tuple[bytes, bytes]:
+    """``http://host:8080/a?b`` → ``(b"host:8080", b"/a?b")`` (RFC 9112 §3.2.2)."""
+    rest = target.split(b"://", 1)[1]
+    cut = len(rest)
+    for sep in (b"/", b"?"):
+        i = rest.find(sep)
+        if i != -1:
+            cut = min(cut, i)
+    authority, path = rest[:cut], rest[cut:]
+    if b"@" in authority or not authority:
+        raise BadRequest("invalid authority in absolute-form request target")
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return authority, path

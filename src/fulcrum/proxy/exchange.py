@@ -11,7 +11,9 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from fulcrum.http.errors import BadRequest, HttpError
-from fulcrum.http.headers import check_transfer_encoding, connection_tokens, host_without_port
+from fulcrum.http.headers import (
+    check_transfer_encoding, connection_tokens, host_without_port, split_absolute_form,
+)
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
 
@@ -98,6 +100,9 @@ class Exchange:
         Raises HttpError for anything ambiguous; the connection then answers and closes.
         """
         settings = self.runtime.settings
+        authority = None
+        if self.target[:1] != b"/" and self.target[:7].lower() in (b"http://", b"https:/"):
+            authority, self.target = split_absolute_form(self.target)
         out = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target)]
         hosts: list[bytes] = []
         forwarded_for: list[bytes] = []
@@ -129,6 +134,14 @@ class Exchange:
         if not hosts and self.http11:
             raise BadRequest("missing Host header")
         host = hosts[0] if hosts else b""
+        if authority is not None:
+            # RFC 9112 §3.2.2: the target's authority wins over Host, and the
+            # backend gets the origin-form with a Host that agrees with it.
+            if hosts:
+                out = [b"Host: %s\r\n" % authority if line.startswith(b"Host: ") else line for line in out]
+            else:
+                out.insert(1, b"Host: %s\r\n" % authority)
+            host = authority
         self.host = host
         if te:
             check_transfer_encoding(te)
