@@ -45,7 +45,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
-        "closed", "advancing", "timer", "timer_at", "wait", "deadline", "last_body",
+        "closed", "advancing", "timer", "wait", "deadline", "last_body",
     )
 
     def __init__(self, server: "ProxyServer") -> None:
@@ -66,7 +66,6 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.advancing = False
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
         self.wait = _NONE
         self.deadline = 0.0
         self.last_body = 0.0
@@ -168,11 +167,13 @@ class ClientConnection(asyncio.Protocol):
             self._wait(_BODY, self.settings.client_body_timeout)
         else:
             self.wait = _NONE
-        self.queue.append(exchange)
-        if self.current is None:
-            self._advance()
+        if self.current is None and not self.queue:
+            self.current = exchange  # the common case: nothing ahead of it
+            exchange.start()
         else:
+            self.queue.append(exchange)
             self.gate.pause(PIPELINE)
+            self._advance()
 
     def on_body(self, body: bytes) -> None:
         self.last_body = self.loop.time()
@@ -189,23 +190,23 @@ class ClientConnection(asyncio.Protocol):
     # -- the line of exchanges ---------------------------------------------------
     def _advance(self) -> None:
         """Start queued exchanges in order while none is running."""
-        if self.advancing:
-            return
-        self.advancing = True
-        try:
-            while self.current is None and self.queue and not self.closed:
-                item = self.queue.popleft()
-                self.current = item
-                if isinstance(item, _Rejection):
-                    self._write_rejection(item)
-                else:
-                    item.start()
-        finally:
-            self.advancing = False
+        if self.queue and not self.advancing:
+            self.advancing = True
+            try:
+                while self.current is None and self.queue and not self.closed:
+                    item = self.queue.popleft()
+                    self.current = item
+                    if isinstance(item, _Rejection):
+                        self._write_rejection(item)
+                    else:
+                        item.start()
+            finally:
+                self.advancing = False
         if self.queue or self.closed:
             return
         # Nothing waits behind the running exchange: read on (its body may still be arriving).
-        self.gate.resume(PIPELINE)
+        if self.gate.paused_by & PIPELINE:
+            self.gate.resume(PIPELINE)
         if self.current is None and self.wait == _NONE and self.receiving is None:
             self._wait(_IDLE, self.settings.client_idle_timeout)
 
@@ -272,14 +273,14 @@ class ClientConnection(asyncio.Protocol):
 
     # -- timeouts: one lazy timer per connection ---------------------------------------
     def _wait(self, what: int, timeout: float) -> None:
+        # The timer is never cancelled or moved: it wakes at least every
+        # ``client_tick`` seconds and compares with the deadline, so switching
+        # between waits on every request costs no timer operations.
         now = self.loop.time()
         self.wait = what
         self.deadline = now + timeout
-        if self.timer is None or self.timer_at > self.deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = self.deadline
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        if self.timer is None:
+            self.timer = self.loop.call_at(now + min(timeout, self.settings.client_tick), self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -296,8 +297,7 @@ class ClientConnection(asyncio.Protocol):
             # A head pipelined behind a response still in flight: judge it once that is done.
             due = max(due, now + min(1.0, self.settings.client_header_timeout))
         if now < due:
-            self.timer_at = due
-            self.timer = self.loop.call_at(due, self._on_timer)
+            self.timer = self.loop.call_at(min(due, now + self.settings.client_tick), self._on_timer)
             return
         self._timed_out(what)
 

@@ -10,6 +10,7 @@ class ProxySettings:
         "client_idle_timeout", "client_body_timeout", "pool_idle_timeout",
         "max_header_bytes", "max_header_count", "max_url_length", "max_body_size",
         "high_water", "low_water", "max_idle_per_backend", "max_requests_per_connection",
+        "client_tick",
     )
 
     def __init__(self, **values: float | int) -> None:
@@ -26,6 +27,8 @@ class ProxySettings:
         defaults.update(values)
         for name, value in defaults.items():
             setattr(self, name, value)
+        # How often a client connection's timer must wake to honour every client timeout.
+        self.client_tick = min(self.client_header_timeout, self.client_idle_timeout, self.client_body_timeout)
 
     @classmethod
     def from_config(cls, config) -> "ProxySettings":
