@@ -57,7 +57,9 @@ class ClientConnection(asyncio.Protocol):
         self.parser = HttpRequestParser(self)
         self.client_ip = ""
         self.current: Exchange | _Rejection | None = None
-        self.queue: deque[Exchange | _Rejection] = deque()
+        # Created on the first pipelined request: an empty deque costs ~760 bytes,
+        # a lot for an idle keep-alive connection.
+        self.queue: deque[Exchange | _Rejection] | None = None
         self.receiving: Exchange | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -88,7 +90,7 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(current, Exchange):
             current.abort()
         self.current = None
-        self.queue.clear()
+        self.queue = None
 
     def eof_received(self) -> bool:
         # Half-close from the client: finish what was asked, then close.
@@ -139,6 +141,9 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        # The head's size counts the request line: " <target> HTTP/1.1\r\n" here,
+        # the method once it is known (on_headers_complete).
+        self.header_bytes += len(url)
         if len(self.url) > self.settings.max_url_length:
             raise HttpError(414, f"request target longer than {self.settings.max_url_length} bytes")
 
@@ -156,9 +161,13 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self.parser
+        method = parser.get_method()
+        # request line (method, 2 spaces, "HTTP/1.1\r\n") + headers + the empty line
+        if self.header_bytes + len(method) + 14 > self.settings.max_header_bytes:
+            raise HttpError(431, f"request head larger than {self.settings.max_header_bytes} bytes")
         http11 = parser.get_http_version() == "1.1"
         keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
-        exchange = Exchange(self, self.server.runtime, parser.get_method(), self.url,
+        exchange = Exchange(self, self.server.runtime, method, self.url,
                             self.headers, http11, keep_alive)
         exchange.prepare()
         self.receiving = exchange
@@ -171,7 +180,7 @@ class ClientConnection(asyncio.Protocol):
             self.current = exchange  # the common case: nothing ahead of it
             exchange.start()
         else:
-            self.queue.append(exchange)
+            self._enqueue(exchange)
             self.gate.pause(PIPELINE)
             self._advance()
 
@@ -188,6 +197,11 @@ class ClientConnection(asyncio.Protocol):
             exchange.on_request_complete()
 
     # -- the line of exchanges ---------------------------------------------------
+    def _enqueue(self, item: Exchange | _Rejection) -> None:
+        if self.queue is None:
+            self.queue = deque()
+        self.queue.append(item)
+
     def _advance(self) -> None:
         """Start queued exchanges in order while none is running."""
         if self.queue and not self.advancing:
@@ -233,13 +247,10 @@ class ClientConnection(asyncio.Protocol):
             if receiving.response_started:
                 self._close()
                 return
-        elif receiving is not None:
-            try:
-                self.queue.remove(receiving)  # pipelined and not started: never forward half of it
-            except ValueError:
-                pass
+        elif receiving is not None and self.queue and receiving in self.queue:
+            self.queue.remove(receiving)  # pipelined and not started: never forward half of it
         request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
-        self.queue.append(_Rejection(status, reason, request_id))
+        self._enqueue(_Rejection(status, reason, request_id))
         log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
         self._advance()
 
@@ -257,7 +268,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.wait = _NONE
-            self.queue.clear()
+            self.queue = None
             self.transport.close()
 
     # -- backpressure from the client side -----------------------------------------
@@ -325,6 +336,6 @@ class ClientConnection(asyncio.Protocol):
     def _last_requests(self) -> None:
         """Read nothing more; close once the requests already read are answered."""
         self.parser = None
-        for item in (self.current, *self.queue):
+        for item in (self.current, *(self.queue or ())):
             if isinstance(item, Exchange):
                 item.keep_alive = False
