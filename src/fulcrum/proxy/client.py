@@ -45,7 +45,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
-        "closed", "advancing", "timer", "wait", "deadline", "last_body",
+        "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
     )
 
     def __init__(self, server: "ProxyServer") -> None:
@@ -71,6 +71,7 @@ class ClientConnection(asyncio.Protocol):
         self.wait = _NONE
         self.deadline = 0.0
         self.last_body = 0.0
+        self.body_left = 0  # Content-Length bytes of the request still to come (see _pass_body)
 
     # -- phase: accept ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,11 +102,14 @@ class ClientConnection(asyncio.Protocol):
 
     # -- phase: parse ------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        if parser is None:
+        if self.parser is None:
             return
         try:
-            parser.feed_data(data)
+            if self.body_left:
+                data = self._pass_body(data)
+                if not data:
+                    return
+            self.parser.feed_data(data)
         except HttpError as exc:
             self._reject(exc.status, exc.reason)
         except HttpParserUpgrade:
@@ -171,6 +175,7 @@ class ClientConnection(asyncio.Protocol):
                             self.headers, http11, keep_alive)
         exchange.prepare()
         self.receiving = exchange
+        self.body_left = exchange.content_length
         if exchange.has_body:
             self.last_body = self.loop.time()
             self._wait(_BODY, self.settings.client_body_timeout)
@@ -186,7 +191,24 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.last_body = self.loop.time()
+        if self.body_left:
+            self.body_left -= len(body)
         self.receiving.on_request_body(body)
+
+    def _pass_body(self, data: bytes) -> bytes:
+        """The rest of a Content-Length body, passed on without llhttp (which would
+        only copy it again); returns what follows it (a pipelined request)."""
+        self.last_body = self.loop.time()
+        left = self.body_left
+        if len(data) < left:
+            self.body_left = left - len(data)
+            self.receiving.on_request_body(data)
+            return b""
+        self.body_left = 0
+        self.receiving.on_request_body(data[:left] if len(data) > left else data)
+        self.parser = HttpRequestParser(self)  # the old one still waits for the body
+        self.on_message_complete()
+        return data[left:]
 
     def on_message_complete(self) -> None:
         if self.wait == _BODY:
@@ -237,6 +259,7 @@ class ClientConnection(asyncio.Protocol):
     def _reject(self, status: int, reason: str) -> None:
         """Answer a bad request in its turn and close; read nothing more."""
         self.parser = None
+        self.body_left = 0
         self.gate.pause(CLOSING)
         receiving = self.receiving
         if receiving is not None and receiving is self.current:
@@ -334,8 +357,9 @@ class ClientConnection(asyncio.Protocol):
             self._last_requests()
 
     def _last_requests(self) -> None:
-        """Read nothing more; close once the requests already read are answered."""
-        self.parser = None
+        """Read no new request; close once the requests already read are answered."""
+        if self.receiving is None:
+            self.parser = None  # else the body in progress is still read; the close follows it
         for item in (self.current, *(self.queue or ())):
             if isinstance(item, Exchange):
                 item.keep_alive = False

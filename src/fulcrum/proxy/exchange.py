@@ -51,7 +51,7 @@ class Exchange:
         "client_ip", "request_id", "host", "chunked", "has_body", "upstream_head",
         "pool", "backend", "conn", "pending_body", "request_done", "body_bytes",
         "response_started", "response_done", "head_pending", "framing", "status",
-        "sent_at", "retried", "aborted", "bytes_out",
+        "sent_at", "retried", "aborted", "bytes_out", "content_length",
     )
 
     def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
@@ -85,6 +85,7 @@ class Exchange:
         self.retried = False
         self.aborted = False
         self.bytes_out = 0
+        self.content_length = 0
 
     # -- RequestInfo, for strategies and routes --------------------------------
     def header(self, name: bytes) -> bytes | None:
@@ -152,6 +153,7 @@ class Exchange:
             if settings.max_body_size and length > settings.max_body_size:
                 raise HttpError(413, f"Content-Length {length} exceeds the limit of {settings.max_body_size} bytes")
             self.has_body = length > 0
+            self.content_length = length
             out.append(b"Content-Length: %s\r\n" % content_length)
         if named:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
@@ -300,6 +302,7 @@ class Exchange:
             return NO_BODY
         if codings is None and content_length is not None:
             out.append(b"Content-Length: %s\r\n" % content_length)
+            conn.body_left = int(content_length)  # llhttp has checked it is one decimal number
             return LENGTH
         # llhttp removes only a final "chunked"; other codings (gzip …) stay in the
         # body bytes and must stay declared (RFC 9112 §6.1).

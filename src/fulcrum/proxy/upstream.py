@@ -27,7 +27,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool", "loop", "transport", "parser", "exchange", "headers", "reason",
         "in_head", "informational", "complete", "reusable", "expect_eof",
         "skip_body", "served", "idle_since", "closed", "read_paused",
-        "deadline", "timer", "last_read", "_timer_at", "received",
+        "deadline", "timer", "last_read", "_timer_at", "received", "body_left",
     )
 
     def __init__(self, pool: "ConnectionPool") -> None:
@@ -53,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer_at = 0.0
         self.last_read = 0.0
         self.received = False
+        self.body_left = 0           # Content-Length bytes still to come (see _pass_body)
 
     # -- lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
         self.in_head = False
         self.received = False
+        self.body_left = 0
         self.served += 1
 
     def arm_response_timer(self, timeout: float) -> None:
@@ -157,6 +159,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.last_read = self.loop.time()
         self.received = True
+        if self.body_left:
+            self._pass_body(exchange, data)
+            return
         try:
             self.parser.feed_data(data)
         except HttpParserError as exc:
@@ -171,11 +176,31 @@ class UpstreamConnection(asyncio.Protocol):
                 exchange.upstream_invalid(self, f"invalid response from backend: {cause}")
             return
         if self.complete:
-            self.exchange = None
-            self.deadline = None
             if self.skip_body:
                 self.parser = HttpResponseParser(self)  # llhttp still expects a HEAD body
-            exchange.on_response_complete(self)
+            self._completed(exchange)
+
+    def _pass_body(self, exchange: "Exchange", data: bytes) -> None:
+        """The rest of a Content-Length body: counted and passed on without llhttp,
+        which would only copy it again. Bytes beyond it mark the connection unusable."""
+        left = self.body_left
+        if len(data) < left:
+            self.body_left = left - len(data)
+            exchange.on_response_body(data)
+            return
+        self.body_left = 0
+        if len(data) > left:
+            self.reusable = False
+            data = data[:left]
+        exchange.on_response_body(data)
+        self.complete = True
+        self.parser = HttpResponseParser(self)  # the old one still waits for the body
+        self._completed(exchange)
+
+    def _completed(self, exchange: "Exchange") -> None:
+        self.exchange = None
+        self.deadline = None
+        exchange.on_response_complete(self)
 
     def eof_received(self) -> bool | None:
         return None  # let asyncio close; connection_lost decides what EOF meant
@@ -219,6 +244,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.complete:
             self.reusable = False  # body after a HEAD response, or extra bytes
             return
+        if self.body_left:
+            self.body_left -= len(body)
         self.exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
