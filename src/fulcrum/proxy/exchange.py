@@ -138,23 +138,12 @@ class Exchange:
         if authority is not None:
             # RFC 9112 §3.2.2: the target's authority wins over Host, and the
             # backend gets the origin-form with a Host that agrees with it.
-            if hosts:
-                out = [b"Host: %s\r\n" % authority if line.startswith(b"Host: ") else line for line in out]
-            else:
-                out.insert(1, b"Host: %s\r\n" % authority)
+            out = [line for line in out if not line.startswith(b"Host: ")]
+            out.insert(1, b"Host: %s\r\n" % authority)
             host = authority
         self.host = host
-        if te:
-            check_transfer_encoding(te)
-            self.chunked = self.has_body = True
-            out.append(b"Transfer-Encoding: chunked\r\n")
-        elif content_length is not None:
-            length = int(content_length)  # llhttp has checked it is decimal and single
-            if settings.max_body_size and length > settings.max_body_size:
-                raise HttpError(413, f"Content-Length {length} exceeds the limit of {settings.max_body_size} bytes")
-            self.has_body = length > 0
-            self.content_length = length
-            out.append(b"Content-Length: %s\r\n" % content_length)
+        if te or content_length is not None:
+            out.append(self._body_framing(te, content_length, settings.max_body_size))
         if named:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
         if not self.request_id:
@@ -169,6 +158,19 @@ class Exchange:
         out.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Request-ID: %s\r\n\r\n"
                    % (xff, self.request_id.encode("latin-1")))
         self.upstream_head = b"".join(out)
+
+    def _body_framing(self, te: list[bytes], content_length: bytes | None, limit: int) -> bytes:
+        """The framing header for the backend; a single ``chunked`` or one length."""
+        if te:
+            check_transfer_encoding(te)
+            self.chunked = self.has_body = True
+            return b"Transfer-Encoding: chunked\r\n"
+        length = int(content_length)  # llhttp has checked it is decimal and single
+        if limit and length > limit:
+            raise HttpError(413, f"Content-Length {length} exceeds the limit of {limit} bytes")
+        self.has_body = length > 0
+        self.content_length = length
+        return b"Content-Length: %s\r\n" % content_length
 
     # -- phases: route → pick → forward (runs when this exchange is at the head of the line)
     def start(self) -> None:

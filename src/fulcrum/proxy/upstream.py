@@ -76,20 +76,20 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_failed(self, reason, nothing_received=not self.received)
 
     def close(self) -> None:
-        self.reusable = False
-        if not self.closed:
-            self.closed = True
-            self.deadline = None
-            if self.transport is not None:
-                self.transport.close()
+        """Close after flushing what was written (a clean end)."""
+        self._shut(abort=False)
 
     def abort(self) -> None:
+        """Drop at once, unsent bytes and all (the exchange went wrong)."""
+        self._shut(abort=True)
+
+    def _shut(self, abort: bool) -> None:
         self.reusable = False
         if not self.closed:
             self.closed = True
             self.deadline = None
             if self.transport is not None:
-                self.transport.abort()
+                (self.transport.abort if abort else self.transport.close)()
 
     # -- use by an exchange ------------------------------------------------
     def attach(self, exchange: "Exchange", skip_body: bool) -> None:
