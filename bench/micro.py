@@ -61,7 +61,7 @@ class MemoryTransport:
     abort = close
 
 
-def run(n: int, profile: bool) -> None:
+def run(n: int, profile: bool, repeat: int) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         config = load_config_from_dict({"pools": {"web": {"backends": [{"url": "http://127.0.0.1:9"}]}}})
@@ -80,15 +80,17 @@ def run(n: int, profile: bool) -> None:
         prof = cProfile.Profile() if profile else None
         if prof:
             prof.enable()
-        start = time.process_time()
-        for _ in range(n):
-            feed_client(REQUEST)
-            feed_upstream(RESPONSE)
-        elapsed = time.process_time() - start
+        best = float("inf")
+        for _ in range(repeat):  # the minimum of several runs is the least disturbed one
+            start = time.process_time()
+            for _ in range(n):
+                feed_client(REQUEST)
+                feed_upstream(RESPONSE)
+            best = min(best, time.process_time() - start)
         if prof:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-        print(f"{elapsed / n * 1e6:.2f} µs CPU per request (proxy code only, {n} requests)")
+        print(f"{best / n * 1e6:.2f} µs CPU per request (proxy code only, best of {repeat} x {n} requests)")
 
     uvloop.run(main())
 
@@ -96,6 +98,7 @@ def run(n: int, profile: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    run(args.n, args.profile)
+    run(args.n, args.profile, 1 if args.profile else args.repeat)
