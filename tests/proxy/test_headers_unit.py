@@ -111,7 +111,7 @@ def header_map(response: h11.Response) -> dict[bytes, list[bytes]]:
     pytest.param(s, id=str(s)) for s in (400, 404, 408, 413, 414, 431, 500, 502, 503, 504)
 ])
 def test_error_response_shape(status):
-    raw = error_response(status, "abc-123")
+    raw = error_response(status, b"abc-123")
     status_line = raw.split(b"\r\n", 1)[0]
     assert status_line == b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())
     head, body, complete = parse_response(raw)
@@ -128,13 +128,13 @@ def test_error_response_shape(status):
 
 
 def test_error_response_detail_is_in_the_body():
-    head, body, _ = parse_response(error_response(503, "rid", "pool 'web' has no available backend"))
+    head, body, _ = parse_response(error_response(503, b"rid", "pool 'web' has no available backend"))
     assert b"pool 'web' has no available backend" in body
     assert header_map(head)[b"content-length"] == [str(len(body)).encode()]
 
 
 def test_error_response_content_length_counts_bytes_not_characters():
-    head, body, complete = parse_response(error_response(502, "rid", "backend said \u00e9\u00e9\u00e9"))
+    head, body, complete = parse_response(error_response(502, b"rid", "backend said \u00e9\u00e9\u00e9"))
     assert complete
     assert header_map(head)[b"content-length"] == [str(len(body)).encode()]
     assert "\u00e9\u00e9\u00e9" in body.decode("utf-8")
@@ -149,7 +149,7 @@ def test_error_response_without_request_id_has_no_header():
 
 
 def test_error_response_keep_alive_has_no_connection_close():
-    raw = error_response(404, "rid", close=False)
+    raw = error_response(404, b"rid", close=False)
     head, body, complete = parse_response(raw)
     assert complete
     headers = header_map(head)
@@ -159,7 +159,7 @@ def test_error_response_keep_alive_has_no_connection_close():
 
 
 def test_error_response_extra_headers_are_included():
-    raw = error_response(503, "rid", extra=b"Retry-After: 5\r\n")
+    raw = error_response(503, b"rid", extra=b"Retry-After: 5\r\n")
     head, _, complete = parse_response(raw)
     assert complete
     headers = header_map(head)
@@ -168,7 +168,7 @@ def test_error_response_extra_headers_are_included():
 
 
 def test_error_response_unknown_status_still_well_formed():
-    head, body, complete = parse_response(error_response(599, "rid"))
+    head, body, complete = parse_response(error_response(599, b"rid"))
     assert complete
     assert head.status_code == 599
     assert header_map(head)[b"content-length"] == [str(len(body)).encode()]

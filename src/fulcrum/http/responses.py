@@ -21,14 +21,14 @@ MESSAGES = {
 }
 
 
-def error_response(status: int, request_id: str | None, detail: str | None = None,
+def error_response(status: int, request_id: bytes | None, detail: str | None = None,
                    close: bool = True, extra: bytes = b"") -> bytes:
     """A complete HTTP/1.1 response with a text body naming the error."""
     text = f"{status} {MESSAGES.get(status, reason(status).decode())}"
     if detail:
         text += f" ({detail})"
     if request_id:
-        text += f"\nrequest id: {request_id}"
+        text += f"\nrequest id: {request_id.decode('latin-1')}"
     body = (text + "\n").encode("utf-8", "replace")
     head = [
         b"HTTP/1.1 %d %s\r\n" % (status, reason(status)),
@@ -37,7 +37,7 @@ def error_response(status: int, request_id: str | None, detail: str | None = Non
         b"Cache-Control: no-store\r\n",
     ]
     if request_id:
-        head.append(b"X-Request-ID: %s\r\n" % request_id.encode("latin-1"))
+        head.append(b"X-Request-ID: %s\r\n" % request_id)
     head.append(extra)
     head.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
     return b"".join(head) + body

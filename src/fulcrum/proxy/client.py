@@ -33,7 +33,7 @@ class _Rejection:
 
     __slots__ = ("status", "reason", "request_id")
 
-    def __init__(self, status: int, reason: str, request_id: str) -> None:
+    def __init__(self, status: int, reason: str, request_id: bytes) -> None:
         self.status = status
         self.reason = reason
         self.request_id = request_id
@@ -43,7 +43,7 @@ class ClientConnection(asyncio.Protocol):
     """asyncio protocol for one accepted client connection."""
 
     __slots__ = (
-        "server", "loop", "settings", "transport", "gate", "parser", "client_ip",
+        "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
     )
@@ -56,6 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self.gate: ReadGate | None = None
         self.parser = HttpRequestParser(self)
         self.client_ip = ""
+        self.client_ip_bytes = b""
         self.current: Exchange | _Rejection | None = None
         # Created on the first pipelined request: an empty deque costs ~760 bytes,
         # a lot for an idle keep-alive connection.
@@ -79,6 +80,7 @@ class ClientConnection(asyncio.Protocol):
         self.gate = ReadGate(transport)  # type: ignore[arg-type]
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        self.client_ip_bytes = self.client_ip.encode()
         transport.set_write_buffer_limits(self.settings.high_water, self.settings.low_water)  # type: ignore[attr-defined]
         self.server.connections.add(self)
         self._wait(_HEAD, self.settings.client_header_timeout)

@@ -65,7 +65,7 @@ class Exchange:
         self.http11 = http11
         self.keep_alive = keep_alive
         self.client_ip = client.client_ip
-        self.request_id = ""
+        self.request_id = b""
         self.host = b""
         self.chunked = False
         self.has_body = False
@@ -125,7 +125,7 @@ class Exchange:
                 forwarded_for.append(value)
             elif kind == _RID:
                 if 0 < len(value) <= 200:
-                    self.request_id = value.decode("latin-1")
+                    self.request_id = value
             elif kind == _CONN:
                 tokens = _named_by_connection(value)
                 if tokens:
@@ -148,7 +148,7 @@ class Exchange:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
         if not self.request_id:
             self.request_id = self.client.server.next_request_id()
-        client_ip = self.client_ip.encode()
+        client_ip = self.client.client_ip_bytes
         if forwarded_for:
             xff = b", ".join(forwarded_for) + b", " + client_ip
         else:
@@ -156,7 +156,7 @@ class Exchange:
         if host:
             out.append(b"X-Forwarded-Host: %s\r\n" % host)
         out.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Request-ID: %s\r\n\r\n"
-                   % (xff, self.request_id.encode("latin-1")))
+                   % (xff, self.request_id))
         self.upstream_head = b"".join(out)
 
     def _body_framing(self, te: list[bytes], content_length: bytes | None, limit: int) -> bytes:
@@ -287,7 +287,7 @@ class Exchange:
         if named:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
         self.framing = self._response_framing(status, conn, content_length, codings, out)
-        out.append(b"X-Request-ID: %s\r\n" % self.request_id.encode("latin-1"))
+        out.append(b"X-Request-ID: %s\r\n" % self.request_id)
         if not self.keep_alive:
             out.append(b"Connection: close\r\n\r\n")
         elif not self.http11:

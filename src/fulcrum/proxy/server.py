@@ -27,12 +27,12 @@ class ProxyServer:
         self.server: asyncio.AbstractServer | None = None
         # Ids are a per-process random prefix plus a counter: unique, and far
         # cheaper per request than uuid4.
-        self._id_prefix = os.urandom(4).hex()
+        self._id_prefix = os.urandom(4).hex().encode()
         self._ids = itertools.count(1)
         self._sweeper: asyncio.TimerHandle | None = None
 
-    def next_request_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._ids):08x}"
+    def next_request_id(self) -> bytes:
+        return b"%s-%08x" % (self._id_prefix, next(self._ids))
 
     async def start(self, host: str, port: int, backlog: int = 4096) -> None:
         self.server = await self.loop.create_server(
