@@ -52,9 +52,12 @@ def _expected_digest(size: int) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("mode", ["length", "chunked", "close_delimited"])
-def test_large_download_streams_with_flat_memory(lb, mode):
-    size = 256 * MB
+@pytest.mark.parametrize("mode, size", [
+    pytest.param("length", 1024 * MB, id="length-1GiB"),
+    pytest.param("chunked", 256 * MB, id="chunked-256MiB"),
+    pytest.param("close_delimited", 256 * MB, id="close-delimited-256MiB"),
+])
+def test_large_download_streams_with_flat_memory(lb, mode, size):
     query = {"length": "", "chunked": "&chunked=1", "close_delimited": "&close_delimited=1"}[mode]
     sampler = RssSampler(lb)
     sock = connect(lb.port, timeout=60)
@@ -69,7 +72,7 @@ def test_large_download_streams_with_flat_memory(lb, mode):
 
 
 def test_large_upload_streams_with_flat_memory(lb):
-    size = 256 * MB
+    size = 1024 * MB
     block = PATTERN * (MB // len(PATTERN))
     sampler = RssSampler(lb)
     sock = connect(lb.port, timeout=60)

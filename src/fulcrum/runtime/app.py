@@ -38,6 +38,7 @@ class App:
         self._signals = 0
 
     async def serve(self) -> None:
+        log.info("starting", extra={"fields": {"config": self.source, "version": __version__}})
         loop = asyncio.get_running_loop()
         runtime = provision(self.config, self.source, loop)
         self.proxy = ProxyServer(runtime, loop)
