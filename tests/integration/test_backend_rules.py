@@ -15,7 +15,7 @@ import pytest
 from tests.support.fake_backend import (
     CLOSE, HANG, KEEP, RESET, SILENT, FakeBackend, RawClient, Reply, wait_until,
 )
-from tests.support.processes import Fulcrum
+from tests.support.processes import PLAIN, Fulcrum
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -34,7 +34,7 @@ def proxy(fulcrum):
     """``proxy(fake, **sections)``: Fulcrum with one pool holding the fake backend."""
 
     def start(fake: FakeBackend, **sections) -> object:
-        return fulcrum({"pools": {"web": {"backends": [{"url": fake.url}]}}, **sections})
+        return fulcrum({"pools": {"web": {**PLAIN, "backends": [{"url": fake.url}]}}, **sections})
 
     return start
 
@@ -82,7 +82,7 @@ def invalid_proxy(tmp_path_factory):
         return Reply(response(body=b"fine"), KEEP)
 
     with FakeBackend(script) as fake:
-        lb = Fulcrum({"pools": {"web": {"backends": [{"url": fake.url}]}}, "timeouts": {"response": "5s"}},
+        lb = Fulcrum({"pools": {"web": {**PLAIN, "backends": [{"url": fake.url}]}}, "timeouts": {"response": "5s"}},
                      tmp_path_factory.mktemp("invalid"))
         yield lb, fake
         code = lb.stop()
@@ -481,7 +481,7 @@ def test_backend_not_listening_is_502_naming_the_connect_failure(fulcrum):
     with socket.socket() as s:  # a port that was free a moment ago and has no listener
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    lb = fulcrum({"pools": {"web": {"backends": [{"url": f"http://127.0.0.1:{port}"}]}}})
+    lb = fulcrum({"pools": {"web": {**PLAIN, "backends": [{"url": f"http://127.0.0.1:{port}"}]}}})
     with RawClient(lb.port) as client:
         client.send(get())
         resp = client.read_response()

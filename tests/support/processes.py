@@ -109,8 +109,20 @@ class Fulcrum(Process):
         self.url = f"http://127.0.0.1:{self.port}"
 
 
-def pool_config(*backends: Backend, strategy: str = "round_robin", **extra) -> dict:
-    return {"strategy": strategy, "backends": [{"url": b.url} for b in backends], **extra}
+# A pool with every resilience mechanism off: the plain proxy, for tests of the
+# data plane itself (health checks would probe fake backends, retries would hide
+# the very failures under test). Resilience tests pass resilience=True.
+PLAIN = {
+    "health_check": {"enabled": False},
+    "outlier_detection": {"enabled": False},
+    "circuit_breaker": {"enabled": False},
+    "retry": {"attempts": 1},
+}
+
+
+def pool_config(*backends: Backend, strategy: str = "round_robin", resilience: bool = False, **extra) -> dict:
+    base = {} if resilience else dict(PLAIN)
+    return {**base, "strategy": strategy, "backends": [{"url": b.url} for b in backends], **extra}
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess:
@@ -125,4 +137,4 @@ def stats(backend: Backend) -> dict:
     return httpx.get(f"{backend.url}/_stats").json()
 
 
-__all__ = ["Backend", "Fulcrum", "Process", "pool_config", "run_cli", "stats", "json"]
+__all__ = ["Backend", "Fulcrum", "PLAIN", "Process", "pool_config", "run_cli", "stats", "json"]

@@ -13,13 +13,15 @@ from fulcrum.balancing.ewma import PeakEwma
 class Backend:
     """An upstream server: ``http://host:port`` with a weight and in-flight count.
 
-    ``available`` is the one flag strategies look at; whoever changes health,
-    enablement or breaker state recomputes it, so picking stays a plain read.
+    ``available`` is the one flag strategies look at; the pool recomputes it from
+    ``enabled``, ``healthy``, ``ejected`` and the breaker whenever one of them
+    changes, so picking stays a plain read.
     """
 
     __slots__ = (
         "id", "url", "host", "port", "weight", "in_flight", "available",
-        "enabled", "latency", "requests", "failures", "last_error",
+        "enabled", "healthy", "ejected", "breaker", "latency", "requests",
+        "failures", "last_error",
     )
 
     def __init__(self, url: str, weight: int = 1, id: str | None = None) -> None:
@@ -32,8 +34,11 @@ class Backend:
         self.id = id or f"{self.host}:{self.port}"
         self.weight = weight
         self.in_flight = 0
-        self.enabled = True
-        self.available = True
+        self.enabled = True      # operator's switch (admin API)
+        self.healthy = True      # active health checks
+        self.ejected = False     # passive outlier detection
+        self.breaker = None      # CircuitBreaker, when the pool has one
+        self.available = True    # what strategies read; recomputed by the pool
         self.latency = PeakEwma()
         self.requests = 0
         self.failures = 0

@@ -29,6 +29,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fulcrum.config.pool_policies import (
+    CircuitBreakerConfig, HealthCheckConfig, OutlierDetectionConfig, RetryConfig,
+)
 from fulcrum.config.units import Duration, Size
 
 CROSS_CHECK_ERROR = "config_cross_check"
@@ -183,6 +186,13 @@ class PoolConfig(_Section):
     strategy: str = Field("round_robin", min_length=1)
     options: dict[str, Any] = {}   # strategy-specific; validated when provisioned
     backends: list[BackendConfig] = Field(min_length=1)
+    health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
+    outlier_detection: OutlierDetectionConfig = Field(default_factory=OutlierDetectionConfig)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    # Below this share of available backends, balance over all of them (Envoy's
+    # panic mode) rather than crush the few left; 0 = never.
+    panic_threshold: float = Field(0.0, ge=0, le=1)
 
 
 class RouteConfig(_Section):

@@ -5,6 +5,7 @@ connection pools and the router. Done once per config version, never per request
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 
@@ -18,7 +19,15 @@ from fulcrum.config.model import Config
 from fulcrum.proxy.pool import ConnectionPool
 from fulcrum.proxy.routing import Route, Router
 from fulcrum.proxy.settings import ProxySettings
-from fulcrum.runtime.state import Pool, Runtime
+from fulcrum.health.checker import ActiveChecker
+from fulcrum.resilience.circuit_breaker import CircuitBreaker
+from fulcrum.resilience.outlier import OutlierDetector
+from fulcrum.resilience.retry_budget import RetryBudget
+from fulcrum.resilience.retry_policy import RetryPolicy
+from fulcrum.runtime.pool import Pool
+from fulcrum.runtime.state import Runtime
+
+log = logging.getLogger("fulcrum.pool")
 
 
 def provision(config: Config, source: str = "config.yaml",
@@ -65,10 +74,60 @@ def _provision_pool(name, pool_config, settings, loop, source, problems, origins
         problems.append(problem(f"{path}.options", f"strategy {pool_config.strategy!r} takes no options"))
         return None
     backends = [Backend(b.url, weight=b.weight, id=b.id) for b in pool_config.backends]
+    if pool_config.circuit_breaker.enabled:
+        for backend in backends:
+            backend.breaker = _breaker(name, backend, pool_config.circuit_breaker)
     try:
         strategy = strategy_cls(backends, options=options, rng=random.Random(), clock=time.monotonic)
     except ValueError as exc:
         problems.append(problem(f"{path}.strategy", str(exc)))
         return None
     connections = {b.id: ConnectionPool(b, loop, settings) for b in backends}
-    return Pool(name, backends, strategy, connections)
+    pool = Pool(
+        name, backends, strategy, connections,
+        outliers=_outliers(pool_config.outlier_detection),
+        retry=_retry_policy(pool_config.retry),
+        budget=RetryBudget(pool_config.retry.budget, pool_config.retry.budget_window,
+                           pool_config.retry.min_retries_per_second),
+        max_in_flight=pool_config.circuit_breaker.max_in_flight if pool_config.circuit_breaker.enabled else 0,
+        panic_threshold=pool_config.panic_threshold,
+        tries_header=pool_config.retry.tries_header,
+    )
+    hc = pool_config.health_check
+    if hc.enabled:
+        pool.checker = ActiveChecker(
+            backends, path=hc.path, interval=hc.interval, timeout=hc.timeout,
+            healthy_threshold=hc.healthy_threshold, unhealthy_threshold=hc.unhealthy_threshold,
+            expect_status=hc.expect_status, expect_body=hc.expect_body, jitter=hc.jitter,
+            slow_start=hc.slow_start, on_change=pool.health_changed,
+        )
+    return pool
+
+
+def _breaker(pool_name: str, backend: Backend, cfg) -> CircuitBreaker:
+    def changed(old, new, reason: str) -> None:
+        log.warning("circuit breaker", extra={"fields": {
+            "pool": pool_name, "backend": backend.id, "old": old.value, "new": new.value, "reason": reason}})
+
+    return CircuitBreaker(
+        failure_threshold=cfg.failure_threshold, failure_ratio=cfg.failure_ratio, window=cfg.window,
+        min_requests=cfg.min_requests, reset_timeout=cfg.reset_timeout,
+        half_open_requests=cfg.half_open_requests, on_change=changed,
+    )
+
+
+def _outliers(cfg) -> OutlierDetector | None:
+    if not cfg.enabled:
+        return None
+    return OutlierDetector(cfg.consecutive_failures, cfg.base_ejection_time,
+                           cfg.max_ejection_time, cfg.max_ejection_percent)
+
+
+def _retry_policy(cfg) -> RetryPolicy | None:
+    if cfg.attempts <= 1:
+        return None
+    return RetryPolicy(
+        attempts=cfg.attempts, on_status=frozenset(cfg.on_status), backoff_base=cfg.backoff_base,
+        backoff_max=cfg.backoff_max, per_try_timeout=cfg.per_try_timeout or None,
+        deadline=cfg.deadline or None, max_body=cfg.max_body,
+    )

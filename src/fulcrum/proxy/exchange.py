@@ -16,6 +16,7 @@ from fulcrum.http.headers import (
 )
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
+from fulcrum.resilience.retry_policy import Failure
 
 if TYPE_CHECKING:
     from fulcrum.proxy.client import ClientConnection
@@ -41,6 +42,7 @@ NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_GATEWAY_FAILURES = frozenset({502, 503, 504})
 
 
 class Exchange:
@@ -52,6 +54,7 @@ class Exchange:
         "pool", "backend", "conn", "pending_body", "request_done", "body_bytes",
         "response_started", "response_done", "head_pending", "framing", "status",
         "sent_at", "retried", "aborted", "bytes_out", "content_length",
+        "tries", "tried", "replay", "replay_bytes", "started_at", "retry_timer",
     )
 
     def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
@@ -86,6 +89,12 @@ class Exchange:
         self.aborted = False
         self.bytes_out = 0
         self.content_length = 0
+        self.tries = 0
+        self.tried: tuple = ()
+        self.replay: list[bytes] | None = None  # body kept for a retry (when small enough)
+        self.replay_bytes = 0
+        self.started_at = 0.0
+        self.retry_timer = None
 
     # -- RequestInfo, for strategies and routes --------------------------------
     def header(self, name: bytes) -> bytes | None:
@@ -181,11 +190,36 @@ class Exchange:
             self.respond_local(404)
             return
         self.pool = pool
-        backend = pool.strategy.pick(self)
+        if pool.retry is not None:
+            self.started_at = monotonic()
+            if pool.budget is not None:
+                pool.budget.record_request(self.started_at)
+            if self.has_body:
+                self.replay = []
+                self._keep_for_replay(self.pending_body or ())
+        self.try_backend()
+
+    def try_backend(self) -> None:
+        """Phase pick + forward, for the first try and every retry."""
+        self.retry_timer = None
+        if self.aborted:
+            return
+        if self.tries and self.has_body and self.replay is None:
+            # The body outgrew retry.max_body while we waited to retry.
+            self.respond_local(502, "request body too large to replay on another backend")
+            return
+        pool = self.pool
+        backend = pool.pick(self, self.tried)
+        if backend is None and self.tried:
+            backend = pool.pick(self)  # no other backend: the same one again
         if backend is None:
-            self.respond_local(503, f"pool {pool.name!r} has no available backend")
+            retry_after = b"Retry-After: %d\r\n" % pool.retry_after(monotonic())
+            self.respond_local(503, f"pool {pool.name!r} has no available backend", retry_after)
             return
         self.backend = backend
+        self.tries += 1
+        if pool.retry is not None:
+            self.tried += (backend,)
         backend.in_flight += 1
         backend.requests += 1
         conn = pool.connections[backend.id].acquire()
@@ -204,10 +238,11 @@ class Exchange:
         self.conn = conn
         conn.attach(self, self.method == b"HEAD")
         parts = [self.upstream_head]
-        if self.pending_body:
-            for chunk in self.pending_body:
+        body = self.replay if self.tries > 1 else self.pending_body
+        if body:
+            for chunk in body:
                 parts.extend(self._frame_body(chunk))
-            self.pending_body = None
+        self.pending_body = None
         if self.request_done and self.chunked:
             parts.append(_LAST_CHUNK)
         transport = conn.transport
@@ -219,7 +254,7 @@ class Exchange:
         if self.request_done:
             # The backend's silence is timed from the end of the request: a slow
             # upload is the client's doing (timeouts.client_body), not the backend's.
-            conn.arm_response_timer(self.runtime.settings.response_timeout)
+            conn.arm_response_timer(self._try_timeout())
         self.client.gate.resume(CONNECTING)
 
     def _frame_body(self, chunk: bytes) -> tuple[bytes, ...]:
@@ -235,6 +270,8 @@ class Exchange:
             raise HttpError(413, f"request body exceeds the limit of {limit} bytes")
         if self.response_done:
             return  # answered already; the connection closes after this request
+        if self.replay is not None:
+            self._keep_for_replay((chunk,))
         conn = self.conn
         if conn is None:
             if self.pending_body is None:
@@ -245,13 +282,20 @@ class Exchange:
         else:
             conn.transport.write(chunk)
 
+    def _keep_for_replay(self, chunks) -> None:
+        for chunk in chunks:
+            self.replay_bytes += len(chunk)
+            self.replay.append(chunk)
+        if self.replay_bytes > self.pool.retry.max_body:
+            self.replay = None  # too large to keep: this request will not be retried
+
     def on_request_complete(self) -> None:
         self.request_done = True
         conn = self.conn
         if conn is not None and not self.response_done:
             if self.chunked:
                 conn.transport.write(_LAST_CHUNK)
-            conn.arm_response_timer(self.runtime.settings.response_timeout)
+            conn.arm_response_timer(self._try_timeout())
 
     # -- response, from the upstream connection --------------------------------
     def on_informational(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -264,9 +308,19 @@ class Exchange:
         self.client.transport.write(b"".join(lines))
 
     def on_response_head(self, conn: "UpstreamConnection", status: int, reason: bytes,
-                         headers: list[tuple[bytes, bytes]]) -> None:
+                         headers: list[tuple[bytes, bytes]]) -> bool:
+        """Build the client's response head; False when this response is dropped for a retry."""
         now = monotonic()  # the strategies' clock; loop.time() only has ms resolution
-        self.backend.latency.observe(now - self.sent_at, now)
+        backend = self.backend
+        backend.latency.observe(now - self.sent_at, now)
+        pool = self.pool
+        if status in _GATEWAY_FAILURES:
+            self._note_failure(f"status {status}")
+            if pool.retry is not None and self._retry(Failure.STATUS, f"status {status}", status):
+                self.conn = None
+                return False
+        elif backend.breaker is not None or pool.outliers is not None:
+            pool.record(backend, True, now)
         self.status = status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         content_length: bytes | None = None
@@ -288,6 +342,8 @@ class Exchange:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
         self.framing = self._response_framing(status, conn, content_length, codings, out)
         out.append(b"X-Request-ID: %s\r\n" % self.request_id)
+        if pool.tries_header:
+            out.append(b"X-Fulcrum-Tries: %d\r\n" % self.tries)
         if not self.keep_alive:
             out.append(b"Connection: close\r\n\r\n")
         elif not self.http11:
@@ -295,6 +351,7 @@ class Exchange:
         else:
             out.append(b"\r\n")
         self.head_pending = b"".join(out)
+        return True
 
     def _response_framing(self, status: int, conn: "UpstreamConnection", content_length: bytes | None,
                           codings: list[bytes] | None, out: list[bytes]) -> int:
@@ -370,24 +427,59 @@ class Exchange:
             self.retried = True
             self.connect()
             return
-        self._upstream_error(502, reason)
+        if not (nothing_received and self._retry(Failure.RESET_BEFORE_RESPONSE, reason)):
+            self._upstream_error(502, reason)
 
     def upstream_invalid(self, conn: "UpstreamConnection", reason: str) -> None:
         self.conn = None
+        self._note_failure(reason)
         self._upstream_error(502, reason)
 
     def upstream_timed_out(self, conn: "UpstreamConnection") -> None:
         self.conn = None
-        timeout = self.runtime.settings.response_timeout
-        self._upstream_error(504, f"no response within {timeout:g}s")
+        reason = f"no response within {self._try_timeout():g}s"
+        if self.status or not self._retry(Failure.TIMEOUT, reason):
+            self._upstream_error(504, reason)
 
     def connect_failed(self, reason: str) -> None:
-        self._upstream_error(502, reason)
+        if not self._retry(Failure.CONNECT_FAILED, reason):
+            self._upstream_error(502, reason)
 
-    def _upstream_error(self, status: int, reason: str) -> None:
+    def _note_failure(self, reason: str) -> None:
+        """A gateway failure on the current backend: counted, and told to its pool."""
         backend = self.backend
         backend.failures += 1
         backend.last_error = reason
+        self.pool.record(backend, False, monotonic())
+
+    def _retry(self, failure: Failure, reason: str, status: int | None = None) -> bool:
+        """Note the failure; schedule the next try when the retry policy allows one."""
+        if status is None:
+            self._note_failure(reason)
+        policy = self.pool.retry
+        if policy is None or self.response_started or self.aborted:
+            return False
+        decision = policy.decide(
+            self.method, self.header(b"idempotency-key") is not None, self.tries, failure,
+            not self.has_body or self.replay is not None, monotonic(), self.started_at,
+            self.pool.budget, self.pool.rng, status,
+        )
+        if not decision.retry:
+            return False
+        self.backend.in_flight -= 1
+        self.backend = None
+        if not self.request_done:
+            self.client.gate.pause(CONNECTING)  # hold the body until the next try
+        self.retry_timer = self.client.loop.call_later(decision.delay, self.try_backend)
+        return True
+
+    def _try_timeout(self) -> float:
+        policy = self.pool.retry if self.pool is not None else None
+        if policy is not None and policy.per_try_timeout:
+            return policy.try_timeout(monotonic(), self.started_at)
+        return self.runtime.settings.response_timeout
+
+    def _upstream_error(self, status: int, reason: str) -> None:
         if self.response_started:
             # Part of the body is out: the client must see a cut, not an invented end.
             self.keep_alive = False
@@ -404,14 +496,16 @@ class Exchange:
         self.client.gate.resume(BACKPRESSURE)
 
     # -- local answers and the end -------------------------------------------------
-    def respond_local(self, status: int, detail: str | None = None) -> None:
+    def respond_local(self, status: int, detail: str | None = None, extra: bytes = b"") -> None:
         """Answer from the proxy itself (404, 502, 503, 504 …)."""
         self.status = status
         if not self.request_done:
             self.keep_alive = False
         self.response_started = True
+        if self.tries and self.pool is not None and self.pool.tries_header:
+            extra += b"X-Fulcrum-Tries: %d\r\n" % self.tries
         self.client.transport.write(
-            error_response(status, self.request_id, detail, close=not self.keep_alive)
+            error_response(status, self.request_id, detail, close=not self.keep_alive, extra=extra)
         )
         self.finish()
 
@@ -430,6 +524,9 @@ class Exchange:
         if self.response_done or self.aborted:
             return
         self.aborted = True
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
         conn = self.conn
         if conn is not None:
             self.conn = None
@@ -438,6 +535,7 @@ class Exchange:
         self.response_done = True
         if self.backend is not None:
             self.backend.in_flight -= 1
+            self.pool.release(self.backend, monotonic())  # frees a half-open probe slot
 
 
 def _named_by_connection(value: bytes) -> set[bytes] | None:

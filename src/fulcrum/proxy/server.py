@@ -42,6 +42,7 @@ class ProxyServer:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        self.runtime.start()
 
     @property
     def addresses(self) -> list[tuple]:
@@ -52,6 +53,7 @@ class ProxyServer:
         for pool in self.runtime.pools.values():
             for conns in pool.connections.values():
                 conns.sweep(now)
+            pool.refresh(pool.clock())  # ejections that expired, breakers ready to probe
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     async def shutdown(self, timeout: float) -> None:
@@ -60,6 +62,7 @@ class ProxyServer:
             self._sweeper.cancel()
         if self.server is not None:
             self.server.close()
+        await self.runtime.stop()
         for conn in list(self.connections):
             conn.shutdown()
         deadline = self.loop.time() + timeout

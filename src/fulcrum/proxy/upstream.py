@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("fulcrum.proxy")
 
 
+class Discarded(Exception):
+    """Raised from a parser callback when the exchange retries elsewhere and
+    this response (and so this connection) is no longer wanted."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """asyncio protocol for one backend connection; callbacks feed its exchange."""
 
@@ -168,6 +173,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange = None
             self.abort()
             cause = exc.__context__ if isinstance(exc, HttpParserCallbackError) else exc
+            if isinstance(cause, Discarded):
+                return
             if not isinstance(cause, HttpParserError):
                 log.error("internal error on a backend response", exc_info=cause)
             if self.complete:
@@ -236,7 +243,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self.parser.should_keep_alive():
             self.reusable = False
-        exchange.on_response_head(self, status, self.reason, self.headers)
+        if not exchange.on_response_head(self, status, self.reason, self.headers):
+            raise Discarded()
         if self.skip_body:
             self.complete = True
 

@@ -5,29 +5,9 @@ reload builds a new one and the listener swaps it in.
 """
 from __future__ import annotations
 
-from fulcrum.balancing.backend import Backend
-from fulcrum.balancing.base import Strategy
-from fulcrum.proxy.pool import ConnectionPool
 from fulcrum.proxy.routing import Router
 from fulcrum.proxy.settings import ProxySettings
-
-
-class Pool:
-    """A named group of backends, the strategy that picks among them, and one
-    keep-alive connection pool per backend (keyed by backend id)."""
-
-    __slots__ = ("name", "backends", "strategy", "connections")
-
-    def __init__(self, name: str, backends: list[Backend], strategy: Strategy,
-                 connections: dict[str, ConnectionPool]) -> None:
-        self.name = name
-        self.backends = backends
-        self.strategy = strategy
-        self.connections = connections
-
-    def close(self) -> None:
-        for conns in self.connections.values():
-            conns.close()
+from fulcrum.runtime.pool import Pool
 
 
 class Runtime:
@@ -42,6 +22,15 @@ class Runtime:
         self.config = config
         # The fast path: one pool and no routes sends everything there.
         self.single_pool = router.default if not router.routes else None
+
+    def start(self) -> None:
+        """Start what runs beside the requests (health checks); needs the running loop."""
+        for pool in self.pools.values():
+            pool.start()
+
+    async def stop(self) -> None:
+        for pool in self.pools.values():
+            await pool.stop()
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -1,0 +1,172 @@
+"""A pool at run time: its backends, the strategy that picks among them, their
+keep-alive connection pools, and the resilience state that decides which
+backends may be picked (health, ejection, breaker, in-flight cap).
+
+Invariant: ``backend.available`` is recomputed here, and only here, whenever
+one of its inputs changes; strategies just read it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+from time import monotonic
+from typing import Callable
+
+from fulcrum.balancing.backend import Backend
+from fulcrum.balancing.base import RequestInfo, Strategy
+from fulcrum.health.checker import ActiveChecker
+from fulcrum.health.state import Health, Transition
+from fulcrum.proxy.pool import ConnectionPool
+from fulcrum.resilience.outlier import OutlierDetector, panic
+from fulcrum.resilience.retry_budget import RetryBudget
+from fulcrum.resilience.retry_policy import RetryPolicy
+
+log = logging.getLogger("fulcrum.pool")
+
+
+class Pool:
+    """A named group of backends with their strategy, connections and resilience state."""
+
+    __slots__ = (
+        "name", "backends", "strategy", "connections", "outliers", "retry", "budget",
+        "max_in_flight", "panic_threshold", "tries_header", "checker", "panicking",
+        "clock", "rng",
+    )
+
+    def __init__(self, name: str, backends: list[Backend], strategy: Strategy,
+                 connections: dict[str, ConnectionPool], *, outliers: OutlierDetector | None = None,
+                 retry: RetryPolicy | None = None, budget: RetryBudget | None = None,
+                 max_in_flight: int = 0, panic_threshold: float = 0.0, tries_header: bool = False,
+                 clock: Callable[[], float] = monotonic) -> None:
+        self.name = name
+        self.backends = backends
+        self.strategy = strategy
+        self.connections = connections
+        self.outliers = outliers
+        self.retry = retry
+        self.budget = budget
+        self.max_in_flight = max_in_flight
+        self.panic_threshold = panic_threshold
+        self.tries_header = tries_header
+        self.checker: ActiveChecker | None = None
+        self.panicking = False
+        self.clock = clock
+        self.rng = random.Random()
+        if outliers is not None:
+            outliers.set_members([b.id for b in backends])
+
+    # -- picking ---------------------------------------------------------------
+    def pick(self, request: RequestInfo, exclude: tuple[Backend, ...] = ()) -> Backend | None:
+        """A backend that may take ``request`` now, avoiding ``exclude`` when possible."""
+        backend = self.strategy.pick(request)
+        if backend is None:
+            return None
+        if not exclude and self._admits(backend):
+            return backend  # the common case: one strategy call, two cheap checks
+        return self._pick_again(request, backend, exclude)
+
+    def _admits(self, backend: Backend) -> bool:
+        if self.max_in_flight and backend.in_flight >= self.max_in_flight:
+            return False
+        breaker = backend.breaker
+        return breaker is None or breaker.allow(self.clock())
+
+    def _pick_again(self, request: RequestInfo, backend: Backend | None,
+                    exclude: tuple[Backend, ...]) -> Backend | None:
+        # Hide refused backends from the strategy for the length of this pick,
+        # so any strategy can be asked again without knowing about exclusion.
+        hidden: list[Backend] = []
+        try:
+            for _ in range(len(self.backends) + 1):
+                if backend is None:
+                    return None
+                if backend not in exclude and self._admits(backend):
+                    return backend
+                backend.available = False
+                hidden.append(backend)
+                backend = self.strategy.pick(request)
+            return None
+        finally:
+            for b in hidden:
+                b.available = True
+
+    # -- outcomes ------------------------------------------------------------------
+    def record(self, backend: Backend, ok: bool, now: float) -> None:
+        """One request's verdict on ``backend`` (a gateway failure or not)."""
+        changed = False
+        breaker = backend.breaker
+        if breaker is not None:
+            was_open = not breaker.available(now)
+            if ok:
+                breaker.record_success(now)
+            else:
+                breaker.record_failure(now)
+            changed = was_open != (not breaker.available(now))
+        if self.outliers is not None and self.outliers.record(backend.id, ok, now):
+            backend.ejected = True
+            changed = True
+            log.warning("backend ejected", extra={"fields": {
+                "pool": self.name, "backend": backend.id,
+                "until": round(self.outliers.ejected_until(backend.id) - now, 3),
+                "reason": "consecutive gateway failures"}})
+        if changed:
+            self.refresh(now)
+
+    def release(self, backend: Backend, now: float) -> None:
+        """A request ended with no verdict (the client left): free a probe slot."""
+        if backend.breaker is not None:
+            backend.breaker.release(now)
+
+    def set_healthy(self, backend: Backend, healthy: bool) -> None:
+        backend.healthy = healthy
+        self.refresh(self.clock())
+
+    def refresh(self, now: float) -> None:
+        """Recompute every backend's ``available``; enter or leave panic mode."""
+        outliers = self.outliers
+        up = 0
+        for b in self.backends:
+            if b.ejected and outliers is not None and not outliers.is_ejected(b.id, now):
+                b.ejected = False
+            breaker_ok = b.breaker is None or b.breaker.available(now)
+            b.available = b.enabled and b.healthy and not b.ejected and breaker_ok
+            up += b.available
+        panicking = panic(up, len(self.backends), self.panic_threshold)
+        if panicking:
+            for b in self.backends:
+                b.available = b.enabled
+        if panicking != self.panicking:
+            self.panicking = panicking
+            log.warning("panic mode " + ("on" if panicking else "off"), extra={"fields": {
+                "pool": self.name, "available": up, "backends": len(self.backends),
+                "threshold": self.panic_threshold}})
+
+    def retry_after(self, now: float) -> int:
+        """Seconds a client should wait when nothing is available (Retry-After)."""
+        times = [b.breaker.retry_at for b in self.backends
+                 if b.breaker is not None and b.breaker.retry_at is not None]
+        if self.outliers is not None and self.outliers.next_expiry() is not None:
+            times.append(self.outliers.next_expiry())
+        soonest = min(times, default=now + 1.0)
+        return max(1, min(60, math.ceil(soonest - now)))
+
+    # -- active health checks -------------------------------------------------------
+    def start(self) -> None:
+        if self.checker is not None:
+            self.checker.start()
+
+    async def stop(self) -> None:
+        if self.checker is not None:
+            await self.checker.stop()
+
+    def health_changed(self, backend: Backend, transition: Transition) -> None:
+        """The checker's callback: log the change and re-read availability."""
+        log.warning("backend state changed", extra={"fields": {
+            "pool": self.name, "backend": backend.id, "old": transition.old.value,
+            "new": transition.new.value, "reason": transition.reason}})
+        self.set_healthy(backend, transition.new is Health.HEALTHY)
+
+    def close(self) -> None:
+        for conns in self.connections.values():
+            conns.close()
