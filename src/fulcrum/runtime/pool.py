@@ -18,11 +18,14 @@ from fulcrum.balancing.base import RequestInfo, Strategy
 from fulcrum.health.checker import ActiveChecker
 from fulcrum.health.state import Health, Transition
 from fulcrum.proxy.pool import ConnectionPool
+from fulcrum.resilience.circuit_breaker import BreakerState
 from fulcrum.resilience.outlier import OutlierDetector, panic
 from fulcrum.resilience.retry_budget import RetryBudget
 from fulcrum.resilience.retry_policy import RetryPolicy
 
 log = logging.getLogger("fulcrum.pool")
+
+CLOSED = BreakerState.CLOSED
 
 
 class Pool:
@@ -70,7 +73,9 @@ class Pool:
         if self.max_in_flight and backend.in_flight >= self.max_in_flight:
             return False
         breaker = backend.breaker
-        return breaker is None or breaker.allow(self.clock())
+        if breaker is None or breaker.state is CLOSED:
+            return True
+        return breaker.allow(self.clock())  # half-open: takes a probe slot
 
     def _pick_again(self, request: RequestInfo, backend: Backend | None,
                     exclude: tuple[Backend, ...]) -> Backend | None:
@@ -97,12 +102,12 @@ class Pool:
         changed = False
         breaker = backend.breaker
         if breaker is not None:
-            was_open = not breaker.available(now)
+            before = breaker.state
             if ok:
                 breaker.record_success(now)
             else:
                 breaker.record_failure(now)
-            changed = was_open != (not breaker.available(now))
+            changed = breaker.state is not before
         if self.outliers is not None and self.outliers.record(backend.id, ok, now):
             backend.ejected = True
             changed = True
