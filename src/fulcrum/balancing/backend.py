@@ -20,7 +20,7 @@ class Backend:
 
     __slots__ = (
         "id", "url", "host", "port", "weight", "in_flight", "available",
-        "enabled", "healthy", "ejected", "breaker", "latency", "requests",
+        "enabled", "healthy", "ejected", "breaker", "ramp", "latency", "requests",
         "failures", "last_error",
     )
 
@@ -38,6 +38,7 @@ class Backend:
         self.healthy = True      # active health checks
         self.ejected = False     # passive outlier detection
         self.breaker = None      # CircuitBreaker, when the pool has one
+        self.ramp = 1.0          # slow start: share of its picks a recovering backend accepts
         self.available = True    # what strategies read; recomputed by the pool
         self.latency = PeakEwma()
         self.requests = 0

@@ -101,6 +101,7 @@ def _provision_pool(name, pool_config, settings, loop, source, problems, origins
             expect_status=hc.expect_status, expect_body=hc.expect_body, jitter=hc.jitter,
             slow_start=hc.slow_start, on_change=pool.health_changed,
         )
+        pool.slow_start = hc.slow_start
     return pool
 
 

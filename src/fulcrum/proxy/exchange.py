@@ -474,10 +474,14 @@ class Exchange:
         return True
 
     def _try_timeout(self) -> float:
+        """The backend's allowance for this try: timeouts.response, or retry.per_try_timeout,
+        cut to what retry.deadline leaves (never below 1 ms, so the timer still fires)."""
+        response = self.runtime.settings.response_timeout
         policy = self.pool.retry if self.pool is not None else None
-        if policy is not None and policy.per_try_timeout:
-            return policy.try_timeout(monotonic(), self.started_at)
-        return self.runtime.settings.response_timeout
+        if policy is None or (policy.per_try_timeout is None and policy.deadline is None):
+            return response
+        timeout = policy.try_timeout(monotonic(), self.started_at)
+        return max(0.001, min(response, timeout if timeout is not None else response))
 
     def _upstream_error(self, status: int, reason: str) -> None:
         if self.response_started:

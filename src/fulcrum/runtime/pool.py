@@ -34,7 +34,7 @@ class Pool:
     __slots__ = (
         "name", "backends", "strategy", "connections", "outliers", "retry", "budget",
         "max_in_flight", "panic_threshold", "tries_header", "checker", "panicking",
-        "clock", "rng",
+        "clock", "rng", "slow_start",
     )
 
     def __init__(self, name: str, backends: list[Backend], strategy: Strategy,
@@ -56,6 +56,7 @@ class Pool:
         self.panicking = False
         self.clock = clock
         self.rng = random.Random()
+        self.slow_start = 0.0
         if outliers is not None:
             outliers.set_members([b.id for b in backends])
 
@@ -65,8 +66,8 @@ class Pool:
         backend = self.strategy.pick(request)
         if backend is None:
             return None
-        if not exclude and self._admits(backend):
-            return backend  # the common case: one strategy call, two cheap checks
+        if not exclude and backend.ramp == 1.0 and self._admits(backend):
+            return backend  # the common case: one strategy call, three cheap checks
         return self._pick_again(request, backend, exclude)
 
     def _admits(self, backend: Backend) -> bool:
@@ -81,17 +82,22 @@ class Pool:
                     exclude: tuple[Backend, ...]) -> Backend | None:
         # Hide refused backends from the strategy for the length of this pick,
         # so any strategy can be asked again without knowing about exclusion.
+        # A backend in slow start takes only ``ramp`` of the picks that land on it;
+        # if nothing else can take the request it still does.
         hidden: list[Backend] = []
+        ramping: Backend | None = None
         try:
             for _ in range(len(self.backends) + 1):
                 if backend is None:
-                    return None
+                    break
                 if backend not in exclude and self._admits(backend):
-                    return backend
+                    if backend.ramp == 1.0 or self.rng.random() < backend.ramp:
+                        return backend
+                    ramping = ramping or backend
                 backend.available = False
                 hidden.append(backend)
                 backend = self.strategy.pick(request)
-            return None
+            return ramping
         finally:
             for b in hidden:
                 b.available = True
@@ -132,6 +138,8 @@ class Pool:
         outliers = self.outliers
         up = 0
         for b in self.backends:
+            if b.ramp < 1.0:
+                b.ramp = min(1.0, self.checker.state(b.id).effective_weight(1, now)) or 1.0
             if b.ejected and outliers is not None and not outliers.is_ejected(b.id, now):
                 b.ejected = False
             breaker_ok = b.breaker is None or b.breaker.available(now)
@@ -170,6 +178,8 @@ class Pool:
         log.warning("backend state changed", extra={"fields": {
             "pool": self.name, "backend": backend.id, "old": transition.old.value,
             "new": transition.new.value, "reason": transition.reason}})
+        if transition.new is Health.HEALTHY and self.slow_start:
+            backend.ramp = self.checker.state(backend.id).effective_weight(1, self.clock())
         self.set_healthy(backend, transition.new is Health.HEALTHY)
 
     def close(self) -> None:
