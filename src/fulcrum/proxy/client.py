@@ -219,6 +219,8 @@ class ClientConnection(asyncio.Protocol):
         self.receiving = None
         if exchange is not None:
             exchange.on_request_complete()
+        if self.current is None and not self.queue and not self.closed and self.wait == _NONE:
+            self._wait(_IDLE, self.settings.client_idle_timeout)  # answered before it ended
 
     # -- the line of exchanges ---------------------------------------------------
     def _enqueue(self, item: Exchange | _Rejection) -> None:

@@ -503,8 +503,8 @@ class Exchange:
     def respond_local(self, status: int, detail: str | None = None, extra: bytes = b"") -> None:
         """Answer from the proxy itself (404, 502, 503, 504 …)."""
         self.status = status
-        if not self.request_done:
-            self.keep_alive = False
+        if self.has_body and not self.request_done:
+            self.keep_alive = False  # the rest of the body would be read as a request
         self.response_started = True
         if self.tries and self.pool is not None and self.pool.tries_header:
             extra += b"X-Fulcrum-Tries: %d\r\n" % self.tries
@@ -517,10 +517,12 @@ class Exchange:
         if self.response_done:
             return
         self.response_done = True
-        if not self.request_done:
+        if self.has_body and not self.request_done:
             self.keep_alive = False
         if self.backend is not None:
             self.backend.in_flight -= 1
+        # Whatever this exchange paused on the client's side ends with it.
+        self.client.gate.resume(CONNECTING | BACKPRESSURE)
         self.client.exchange_done(self)
 
     def abort(self) -> None:
