@@ -33,7 +33,8 @@ Try:
   curl -i http://127.0.0.1:8080/                   # answered in turn by backend-1, -2, -3
   curl -s 'http://127.0.0.1:8080/?echo=1'          # what the backend received (X-Forwarded-*, X-Request-ID)
   curl -s 'http://127.0.0.1:8080/?size=10000000' | wc -c   # a streamed 10 MB body
-  curl -i 'http://127.0.0.1:8080/?status=503'      # a backend status passed through
+  curl -i 'http://127.0.0.1:8080/?status=404'      # a backend status passed through
+  curl -i 'http://127.0.0.1:8080/?status=503'      # a gateway failure: retried on the other backends first
 Press Ctrl-C to stop.
 MSG
 wait "${pids[-1]}"
