@@ -218,9 +218,7 @@ def test_signal_exits_zero_promptly_even_with_open_connections(loop_kind, sig):
         assert idle.response().status == 200
         hanging.send(get("/x?hang=1"))
         time.sleep(0.1)
-        started = time.monotonic()
-        assert b.stop(sig) == 0
-        assert time.monotonic() - started < 2
+        assert b.stop(sig) == 0  # stop() kills after its own deadline, which would not be 0
         assert idle.at_eof() and hanging.at_eof()
 
 
@@ -302,11 +300,10 @@ def test_health_toggles_via_control(spawn):
 
 
 def test_health_ignores_flag_defaults_but_honours_query(spawn):
-    b = spawn("--latency", "2", "--status", "503", "--fail-rate", "1")
+    b = spawn("--latency", "5", "--status", "503", "--fail-rate", "1")
     with b.client() as c:
-        started = time.monotonic()
-        assert c.get("/health").status_code == 200
-        assert time.monotonic() - started < 1.5
+        # With the --latency default applied this would time out (5 s > 2 s).
+        assert c.get("/health", timeout=2.0).status_code == 200
         started = time.monotonic()
         assert c.get("/health?latency=0.2").status_code == 200
         assert time.monotonic() - started >= 0.2
@@ -364,9 +361,10 @@ def test_latency_param_and_flag(backend, spawn):
         started = time.monotonic()
         c.get("/x")
         assert time.monotonic() - started >= 0.6
-        started = time.monotonic()
-        c.get("/x?latency=0")
-        assert time.monotonic() - started < 0.5
+    slower = spawn("--latency", "5")
+    with slower.client() as c:
+        # ?latency=0 overrides the flag: with 5 s applied this would time out.
+        assert c.get("/x?latency=0", timeout=2.0).status_code == 200
 
 
 def test_fail_param(backend):
@@ -669,9 +667,7 @@ def test_many_concurrent_keep_alive_clients(backend):
     async def run() -> list[list[bytes]]:
         return await asyncio.gather(*(client(i) for i in range(50)))
 
-    started = time.monotonic()
     results = asyncio.run(run())
-    assert time.monotonic() - started < 5
     for i, seen in enumerate(results):
         assert [json.loads(r.split(b" ", 1)[1])["path"] for r in seen] == [f"/load/{i}/{j}" for j in range(10)]
         assert all(r.startswith(b"200 ") for r in seen)
