@@ -123,7 +123,6 @@ def test_http10_client_gets_close_by_default(one):
 def test_http10_keep_alive_client(one):
     lb, _ = one
     sock = connect(lb.port)
-    reader = ResponseReader(sock)
     for _ in range(2):
         sock.sendall(b"GET /?size=100&chunked=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     # The chunked backend response cannot be chunked to a 1.0 client: it is sent

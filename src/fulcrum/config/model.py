@@ -21,7 +21,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     field_validator,
@@ -32,7 +31,8 @@ from pydantic_core import PydanticCustomError
 from fulcrum.config.pool_policies import (
     CircuitBreakerConfig, HealthCheckConfig, OutlierDetectionConfig, RetryConfig,
 )
-from fulcrum.config.units import Duration, Size
+from fulcrum.config.sections import PositiveDuration, Section, UrlPath
+from fulcrum.config.units import Size
 
 CROSS_CHECK_ERROR = "config_cross_check"
 
@@ -67,14 +67,9 @@ def _lower(value: object) -> object:
 
 
 ListenAddress = Annotated[str, AfterValidator(_check_listen)]
-PositiveDuration = Annotated[Duration, Field(gt=0)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AdminConfig(_Section):
+class AdminConfig(Section):
     """The admin API listener and its bearer token (None: no auth, keep it on loopback)."""
 
     listen: ListenAddress = "127.0.0.1:9090"
@@ -85,14 +80,14 @@ class AdminConfig(_Section):
         return parse_host_port(self.listen)
 
 
-class LogConfig(_Section):
+class LogConfig(Section):
     """Log line format and minimum level (level names are case-insensitive)."""
 
     format: Literal["text", "json"] = "text"
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
 
 
-class Timeouts(_Section):
+class Timeouts(Section):
     """Every deadline the proxy enforces, in seconds; all must be > 0."""
 
     connect: PositiveDuration = 2.0          # TCP connect to a backend
@@ -103,7 +98,7 @@ class Timeouts(_Section):
     client_body: PositiveDuration = 60.0     # no request-body bytes for this long → close
 
 
-class Limits(_Section):
+class Limits(Section):
     """Request size limits and the status each one answers with."""
 
     max_header_bytes: Annotated[Size, Field(gt=0)] = 65536   # → 431
@@ -112,14 +107,14 @@ class Limits(_Section):
     max_body_size: Size = 1 << 30                            # → 413; 0 = unlimited
 
 
-class UpstreamConfig(_Section):
+class UpstreamConfig(Section):
     """Backend connection reuse."""
 
     max_idle_per_backend: int = Field(64, ge=0)          # idle keep-alive conns kept per backend
     max_requests_per_connection: int = Field(0, ge=0)    # then close it; 0 = unlimited
 
 
-class Buffers(_Section):
+class Buffers(Section):
     """Write-buffer marks for backpressure: pause the reader above high, resume below low."""
 
     high_water: Annotated[Size, Field(gt=0)] = 262144
@@ -136,7 +131,7 @@ class Buffers(_Section):
         return self
 
 
-class BackendConfig(_Section):
+class BackendConfig(Section):
     """One upstream server: ``http://host[:port][/]`` (port defaults to 80)."""
 
     url: str
@@ -180,7 +175,7 @@ def _split_backend_url(url: str) -> tuple[str, int]:
     return parts.hostname, port or 80
 
 
-class PoolConfig(_Section):
+class PoolConfig(Section):
     """A named group of backends and the strategy that spreads requests over them."""
 
     strategy: str = Field("round_robin", min_length=1)
@@ -195,7 +190,7 @@ class PoolConfig(_Section):
     panic_threshold: float = Field(0.0, ge=0, le=1)
 
 
-class RouteConfig(_Section):
+class RouteConfig(Section):
     """Sends matching requests to a pool; the first matching route wins.
 
     ``host`` is exact (``api.example.com``) or a wildcard (``*.example.com``, which
@@ -205,7 +200,7 @@ class RouteConfig(_Section):
     """
 
     host: str | None = None
-    path_prefix: str = "/"
+    path_prefix: UrlPath = "/"
     headers: dict[str, str] = {}
     pool: str
 
@@ -224,13 +219,6 @@ class RouteConfig(_Section):
             raise ValueError(f"must be a host name like api.example.com or *.example.com (got {host!r})")
         return host
 
-    @field_validator("path_prefix")
-    @classmethod
-    def _starts_with_slash(cls, prefix: str) -> str:
-        if not prefix.startswith("/"):
-            raise ValueError(f"must start with '/' (got {prefix!r})")
-        return prefix
-
     @field_validator("headers")
     @classmethod
     def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
@@ -244,7 +232,7 @@ class RouteConfig(_Section):
         return lowered
 
 
-class Config(_Section):
+class Config(Section):
     """The whole configuration file. Only ``pools`` has no usable default."""
 
     # Which config paths environment variables set, so later checks (provisioning)

@@ -3,24 +3,17 @@ circuit breakers and retries. Every key has a default; ``enabled: false`` turns
 a mechanism off. Documented key by key in the annotated config.yaml."""
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import Field, field_validator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from fulcrum.config.sections import PositiveDuration, Section, UrlPath
 from fulcrum.config.units import Duration, Size
 
-PositiveDuration = Annotated[Duration, Field(gt=0)]
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HealthCheckConfig(_Section):
+class HealthCheckConfig(Section):
     """Active checks: GET ``path`` on every backend each ``interval`` (± jitter)."""
 
     enabled: bool = True
-    path: str = "/health"
+    path: UrlPath = "/health"
     interval: PositiveDuration = 2.0
     timeout: PositiveDuration = 1.0
     jitter: float = Field(0.1, ge=0, lt=1)          # share of interval, spreads checks out
@@ -29,13 +22,6 @@ class HealthCheckConfig(_Section):
     expect_status: str = "200-399"                  # a code or an inclusive range
     expect_body: str | None = None                  # substring the body must contain
     slow_start: Duration = 0.0                      # ramp a recovered backend's weight; 0 = off
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, path: str) -> str:
-        if not path.startswith("/"):
-            raise ValueError(f"must start with / (got {path!r})")
-        return path
 
     @field_validator("expect_status")
     @classmethod
@@ -50,7 +36,7 @@ class HealthCheckConfig(_Section):
         return str(value)
 
 
-class OutlierDetectionConfig(_Section):
+class OutlierDetectionConfig(Section):
     """Passive ejection after consecutive gateway failures (connect error, reset, 502/503/504)."""
 
     enabled: bool = True
@@ -60,7 +46,7 @@ class OutlierDetectionConfig(_Section):
     max_ejection_percent: int = Field(50, ge=0, le=100)
 
 
-class CircuitBreakerConfig(_Section):
+class CircuitBreakerConfig(Section):
     """Per-backend breaker, and a cap on requests in flight to one backend."""
 
     enabled: bool = True
@@ -73,7 +59,7 @@ class CircuitBreakerConfig(_Section):
     max_in_flight: int = Field(1000, ge=1)          # over it: another backend, else 503
 
 
-class RetryConfig(_Section):
+class RetryConfig(Section):
     """Retries with exponential backoff (full jitter) inside a retry budget."""
 
     attempts: int = Field(3, ge=1)                  # tries in all, the first included
