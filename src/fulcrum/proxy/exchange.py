@@ -16,7 +16,7 @@ from fulcrum.http.headers import (
 )
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
-from fulcrum.resilience.retry_policy import Failure
+from fulcrum.proxy.failover import Failover
 
 if TYPE_CHECKING:
     from fulcrum.proxy.client import ClientConnection
@@ -41,11 +41,10 @@ _RESPONSE_DROP = {
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _GATEWAY_FAILURES = frozenset({502, 503, 504})
 
 
-class Exchange:
+class Exchange(Failover):
     """A request on a client connection and the response that answers it."""
 
     __slots__ = (
@@ -315,8 +314,7 @@ class Exchange:
         backend.latency.observe(now - self.sent_at, now)
         pool = self.pool
         if status in _GATEWAY_FAILURES:
-            self._note_failure(f"status {status}")
-            if pool.retry is not None and self._retry(Failure.STATUS, f"status {status}", status):
+            if self.retry_on_status(status):
                 self.conn = None
                 return False
         elif backend.breaker is not None or pool.outliers is not None:
@@ -415,83 +413,6 @@ class Exchange:
         if tail:
             self.client.transport.write(tail)
         self.finish()
-
-    # -- failures ------------------------------------------------------------
-    def upstream_failed(self, conn: "UpstreamConnection", reason: str, nothing_received: bool) -> None:
-        self.conn = None
-        if (nothing_received and conn.served > 1 and not self.has_body and not self.retried
-                and self.method in _IDEMPOTENT):
-            # A pooled connection the backend closed as we reused it. The request may
-            # or may not have been seen; an idempotent one is safe to send once more
-            # on a fresh connection (RFC 9110 §9.2.2), anything else gets its 502.
-            self.retried = True
-            self.connect()
-            return
-        if not (nothing_received and self._retry(Failure.RESET_BEFORE_RESPONSE, reason)):
-            self._upstream_error(502, reason)
-
-    def upstream_invalid(self, conn: "UpstreamConnection", reason: str) -> None:
-        self.conn = None
-        self._note_failure(reason)
-        self._upstream_error(502, reason)
-
-    def upstream_timed_out(self, conn: "UpstreamConnection") -> None:
-        self.conn = None
-        reason = f"no response within {self._try_timeout():g}s"
-        if self.status or not self._retry(Failure.TIMEOUT, reason):
-            self._upstream_error(504, reason)
-
-    def connect_failed(self, reason: str) -> None:
-        if not self._retry(Failure.CONNECT_FAILED, reason):
-            self._upstream_error(502, reason)
-
-    def _note_failure(self, reason: str) -> None:
-        """A gateway failure on the current backend: counted, and told to its pool."""
-        backend = self.backend
-        backend.failures += 1
-        backend.last_error = reason
-        self.pool.record(backend, False, monotonic())
-
-    def _retry(self, failure: Failure, reason: str, status: int | None = None) -> bool:
-        """Note the failure; schedule the next try when the retry policy allows one."""
-        if status is None:
-            self._note_failure(reason)
-        policy = self.pool.retry
-        if policy is None or self.response_started or self.aborted:
-            return False
-        decision = policy.decide(
-            self.method, self.header(b"idempotency-key") is not None, self.tries, failure,
-            not self.has_body or self.replay is not None, monotonic(), self.started_at,
-            self.pool.budget, self.pool.rng, status,
-        )
-        if not decision.retry:
-            return False
-        self.backend.in_flight -= 1
-        self.backend = None
-        if not self.request_done:
-            self.client.gate.pause(CONNECTING)  # hold the body until the next try
-        self.retry_timer = self.client.loop.call_later(decision.delay, self.try_backend)
-        return True
-
-    def _try_timeout(self) -> float:
-        """The backend's allowance for this try: timeouts.response, or retry.per_try_timeout,
-        cut to what retry.deadline leaves (never below 1 ms, so the timer still fires)."""
-        response = self.runtime.settings.response_timeout
-        policy = self.pool.retry if self.pool is not None else None
-        if policy is None or (policy.per_try_timeout is None and policy.deadline is None):
-            return response
-        timeout = policy.try_timeout(monotonic(), self.started_at)
-        return max(0.001, min(response, timeout if timeout is not None else response))
-
-    def _upstream_error(self, status: int, reason: str) -> None:
-        if self.response_started:
-            # Part of the body is out: the client must see a cut, not an invented end.
-            self.keep_alive = False
-            self.client.abort_response()
-            self.finish()
-            return
-        self.head_pending = None
-        self.respond_local(status, reason)
 
     def upstream_write_paused(self) -> None:
         self.client.gate.pause(BACKPRESSURE)
