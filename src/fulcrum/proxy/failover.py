@@ -10,12 +10,10 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from fulcrum.proxy.flow_control import CONNECTING
-from fulcrum.resilience.retry_policy import Failure
+from fulcrum.resilience.retry_policy import IDEMPOTENT, Failure
 
 if TYPE_CHECKING:
     from fulcrum.proxy.upstream import UpstreamConnection
-
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Failover:
@@ -26,7 +24,7 @@ class Failover:
     def upstream_failed(self, conn: "UpstreamConnection", reason: str, nothing_received: bool) -> None:
         self.conn = None
         if (nothing_received and conn.served > 1 and not self.has_body and not self.retried
-                and self.method in _IDEMPOTENT):
+                and self.method in IDEMPOTENT):
             # A pooled connection the backend closed as we reused it. The request may
             # or may not have been seen; an idempotent one is safe to send once more
             # on a fresh connection (RFC 9110 §9.2.2), anything else gets its 502.
