@@ -88,6 +88,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.wait = _NONE
+        if self.timer is not None:
+            self.timer.cancel()  # the handle holds this connection alive until it fires
+            self.timer = None
         self.server.connections.discard(self)
         current = self.current
         if isinstance(current, Exchange):

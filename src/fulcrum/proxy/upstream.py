@@ -69,6 +69,9 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.deadline = None
+        if self.timer is not None:
+            self.timer.cancel()  # the handle holds this connection alive until it fires
+            self.timer = None
         exchange = self.exchange
         if exchange is None:
             self.pool.forget(self)
