@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fulcrum.resilience.circuit_breaker import RollingCounts
+from fulcrum.resilience.window import RollingCounts
 
 
 @pytest.mark.parametrize(

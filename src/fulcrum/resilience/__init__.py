@@ -1,7 +1,8 @@
 # Resilience building blocks the proxy calls on its hot path, all sans-IO (time and randomness
 # are passed in): circuit breaker, outlier detection, backoff, retry budget and retry policy.
 from fulcrum.resilience.backoff import full_jitter_backoff
-from fulcrum.resilience.circuit_breaker import BreakerEvent, BreakerState, CircuitBreaker, RollingCounts
+from fulcrum.resilience.circuit_breaker import BreakerEvent, BreakerState, CircuitBreaker
+from fulcrum.resilience.window import RollingCounts
 from fulcrum.resilience.outlier import OutlierDetector, OutlierState, panic
 from fulcrum.resilience.retry_budget import RetryBudget
 from fulcrum.resilience.retry_policy import IDEMPOTENT, Decision, Failure, RetryPolicy, is_idempotent

@@ -1,79 +1,11 @@
-# Per-backend circuit breaker (CLOSED -> OPEN -> HALF_OPEN -> CLOSED | OPEN) and the RollingCounts
-# window it shares with the retry budget. Sans-IO: methods take ``now``; transitions only via _TRANSITIONS.
+# Per-backend circuit breaker (CLOSED -> OPEN -> HALF_OPEN -> CLOSED | OPEN).
+# Sans-IO: methods take ``now``; transitions only via _TRANSITIONS.
 from __future__ import annotations
 
 import enum
 from typing import Callable
 
-
-class RollingCounts:
-    """Event counts over a rolling time window, kept in fixed time buckets.
-
-    The window is cut into ``buckets`` slices of ``window / buckets`` seconds,
-    each holding one count per column (e.g. requests and failures). Adding
-    bumps the current slice; moving into a new slice clears the slices the
-    clock passed over and subtracts them from the running totals, so adding
-    and reading are O(1) amortised and allocate nothing per event.
-
-    A total covers the current slice plus the ``buckets - 1`` before it: events
-    between ``window - window / buckets`` and ``window`` seconds old. A clock
-    that steps back counts into the newest slice.
-    """
-
-    __slots__ = ("window", "width", "size", "counts", "totals", "head")
-
-    def __init__(self, window: float, buckets: int = 10, columns: int = 2) -> None:
-        if window <= 0:
-            raise ValueError(f"window must be > 0 seconds (got {window})")
-        if buckets < 1:
-            raise ValueError(f"buckets must be >= 1 (got {buckets})")
-        if columns < 1:
-            raise ValueError(f"columns must be >= 1 (got {columns})")
-        self.window = window
-        self.width = window / buckets
-        self.size = buckets
-        self.counts = [[0] * buckets for _ in range(columns)]
-        self.totals = [0] * columns
-        self.head: int | None = None  # absolute slice number of the newest slice
-
-    def _advance(self, now: float) -> int:
-        """Move the newest slice up to ``now``; return its index in the ring."""
-        slot = int(now // self.width)
-        head = self.head
-        if head is not None and slot <= head:
-            return head % self.size
-        self.head = slot
-        if head is None or slot - head >= self.size:
-            self._zero()
-            return slot % self.size
-        totals = self.totals
-        for s in range(head + 1, slot + 1):
-            i = s % self.size
-            for c, column in enumerate(self.counts):
-                totals[c] -= column[i]
-                column[i] = 0
-        return slot % self.size
-
-    def add(self, now: float, column: int, n: int = 1) -> None:
-        """Count ``n`` events in ``column`` at ``now``."""
-        i = self._advance(now)
-        self.counts[column][i] += n
-        self.totals[column] += n
-
-    def total(self, now: float, column: int) -> int:
-        """Events in ``column`` over the window ending at ``now``."""
-        self._advance(now)
-        return self.totals[column]
-
-    def _zero(self) -> None:
-        for c, column in enumerate(self.counts):
-            for i in range(self.size):
-                column[i] = 0
-            self.totals[c] = 0
-
-    def clear(self) -> None:
-        """Forget every count (the window keeps its position)."""
-        self._zero()
+from fulcrum.resilience.window import RollingCounts
 
 
 class BreakerState(str, enum.Enum):

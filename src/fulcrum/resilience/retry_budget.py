@@ -2,7 +2,7 @@
 # requests plus a small floor. O(1) per call over fixed time buckets; ``now`` is passed in.
 from __future__ import annotations
 
-from fulcrum.resilience.circuit_breaker import RollingCounts
+from fulcrum.resilience.window import RollingCounts
 
 _REQUESTS, _RETRIES = 0, 1
 
