@@ -182,6 +182,25 @@ def _environment(args, names: list[str]) -> list[str]:
     ]
 
 
+def _paired_ratios(runs: list[WrkRun], names: list[str]) -> list[str]:
+    """Ratios to nginx within each round (the runs a few seconds apart), then their
+    median: steadier on a shared box than the ratio of two medians."""
+    lines = []
+    for n in names:
+        if n == "nginx":
+            continue
+        rps, cpu = [], []
+        for r in runs:
+            ref = next((x for x in runs if x.balancer == "nginx" and x.round == r.round), None)
+            if r.balancer == n and ref is not None and ref.rps and ref.cpu_us_per_req:
+                rps.append(r.rps / ref.rps)
+                cpu.append(r.cpu_us_per_req / ref.cpu_us_per_req)
+        if rps:
+            lines.append(f"- {n}: per-round ratio to nginx, median — req/s {_median(rps):.2f}×, "
+                         f"CPU/req {_median(cpu):.2f}× (rounds: {', '.join(f'{x:.2f}' for x in rps)})")
+    return lines
+
+
 def report(args, names: list[str], runs: list[WrkRun], transfers: list[Transfer], body_note: str,
            idle: list[IdleResult]) -> str:
     out = [f"# Fulcrum bench — {datetime.now():%Y-%m-%d %H:%M:%S}", ""] + _environment(args, names) + [""]
@@ -201,7 +220,7 @@ def report(args, names: list[str], runs: list[WrkRun], transfers: list[Transfer]
                          _ratio(med[n]["cpu_us_per_req"], ref["cpu_us_per_req"]) if ref else "n/a", str(errs)])
         out += _table(["balancer", "req/s", "p99", "CPU µs/req", "req/s vs nginx", "CPU/req vs nginx",
                        "errors (socket + non-2xx)"], rows)
-        out += ["", "Every run:", ""]
+        out += [""] + _paired_ratios(runs, names) + ["", "Every run:", ""]
         out += _table(["round", "balancer", "req/s", "p99", "CPU s", "CPU µs/req", "requests", "errors"],
                       [[str(r.round), r.balancer, f"{r.rps:,.0f}", f"{r.p99_ms:.2f} ms", f"{r.cpu_s:.2f}",
                         f"{r.cpu_us_per_req:.1f}", f"{r.requests:,}", str(r.socket_errors + r.non_2xx)]
