@@ -50,8 +50,3 @@ class Strategy:
 
     def pick(self, request: RequestInfo) -> Backend | None:
         raise NotImplementedError
-
-    def available(self) -> list[Backend]:
-        """Backends that may take a request now (slow path helper)."""
-        return [b for b in self.backends if b.available]
-

@@ -14,15 +14,31 @@ HOP_BY_HOP = frozenset({
     b"transfer-encoding", b"upgrade", b"http2-settings",
 })
 
+# What the proxy does with a header, looked up by lower-cased name; a name not
+# in a table passes as is. One lookup per header on the hot path.
+HOP, HOST, CONTENT_LENGTH, TRANSFER_ENCODING, FORWARDED_FOR, REQUEST_ID, OURS, CONNECTION = range(8)
+_DROPPED = {name: HOP for name in HOP_BY_HOP}
+_FRAMING = {b"connection": CONNECTION, b"transfer-encoding": TRANSFER_ENCODING,
+            b"content-length": CONTENT_LENGTH, b"x-request-id": REQUEST_ID}
+REQUEST_HEADERS = {
+    **_DROPPED, **_FRAMING, b"host": HOST, b"x-forwarded-for": FORWARDED_FOR,
+    b"x-forwarded-proto": OURS, b"x-forwarded-host": OURS,
+}
+RESPONSE_HEADERS = {**_DROPPED, **_FRAMING}
+
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
+
 
 def connection_tokens(value: bytes) -> set[bytes]:
     """The lower-cased options of one Connection header value."""
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 
-def strip_connection_named(headers: list[tuple[bytes, bytes]], named: set[bytes]) -> list[tuple[bytes, bytes]]:
-    """Drop the headers a Connection header nominated as hop-by-hop."""
-    return [(n, v) for n, v in headers if n.lower() not in named]
+def named_by_connection(value: bytes) -> set[bytes] | None:
+    """Header names a Connection header makes hop-by-hop (beyond close/keep-alive)."""
+    if value.lower() in _PLAIN_CONNECTION:
+        return None  # the usual value: no set built
+    return connection_tokens(value) - _PLAIN_CONNECTION or None
 
 
 def check_transfer_encoding(values: list[bytes]) -> None:

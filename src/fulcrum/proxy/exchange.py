@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import (
-    check_transfer_encoding, connection_tokens, host_without_port, split_absolute_form,
+    CONNECTION, CONTENT_LENGTH, FORWARDED_FOR, HOST, REQUEST_HEADERS, REQUEST_ID,
+    RESPONSE_HEADERS, TRANSFER_ENCODING, check_transfer_encoding, host_without_port,
+    named_by_connection, split_absolute_form,
 )
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
@@ -23,24 +25,9 @@ if TYPE_CHECKING:
     from fulcrum.proxy.upstream import UpstreamConnection
     from fulcrum.runtime.state import Runtime
 
-# Request headers the proxy itself interprets (everything else passes as is).
-_HOP, _HOST, _CL, _TE, _XFF, _RID, _OURS, _CONN = range(8)
-_REQUEST_SPECIAL = {
-    b"connection": _CONN, b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP,
-    b"trailer": _HOP, b"upgrade": _HOP, b"http2-settings": _HOP, b"host": _HOST,
-    b"content-length": _CL, b"transfer-encoding": _TE, b"x-forwarded-for": _XFF,
-    b"x-request-id": _RID, b"x-forwarded-proto": _OURS, b"x-forwarded-host": _OURS,
-}
-# Response headers the proxy drops or re-frames.
-_RESPONSE_DROP = {
-    b"connection": _CONN, b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP,
-    b"trailer": _HOP, b"upgrade": _HOP, b"http2-settings": _HOP,
-    b"transfer-encoding": _TE, b"content-length": _CL, b"x-request-id": _RID,
-}
 # How the response body reaches the client.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 _GATEWAY_FAILURES = frozenset({502, 503, 504})
 
 
@@ -119,23 +106,23 @@ class Exchange(Failover):
         content_length: bytes | None = None
         named: set[bytes] | None = None
         for name, value in self.headers:
-            kind = _REQUEST_SPECIAL.get(name.lower())
+            kind = REQUEST_HEADERS.get(name.lower())
             if kind is None:
                 out.append(b"%s: %s\r\n" % (name, value))
-            elif kind == _HOST:
+            elif kind == HOST:
                 hosts.append(value)
                 out.append(b"Host: %s\r\n" % value)
-            elif kind == _CL:
+            elif kind == CONTENT_LENGTH:
                 content_length = value
-            elif kind == _TE:
+            elif kind == TRANSFER_ENCODING:
                 te.append(value)
-            elif kind == _XFF:
+            elif kind == FORWARDED_FOR:
                 forwarded_for.append(value)
-            elif kind == _RID:
+            elif kind == REQUEST_ID:
                 if 0 < len(value) <= 200:
                     self.request_id = value
-            elif kind == _CONN:
-                tokens = _named_by_connection(value)
+            elif kind == CONNECTION:
+                tokens = named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
         if len(hosts) > 1:
@@ -302,7 +289,7 @@ class Exchange(Failover):
         if not self.http11 or self.response_started:
             return
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        lines.extend(b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in _RESPONSE_DROP)
+        lines.extend(b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in RESPONSE_HEADERS)
         lines.append(b"\r\n")
         self.client.transport.write(b"".join(lines))
 
@@ -325,15 +312,15 @@ class Exchange(Failover):
         codings: list[bytes] | None = None
         named: set[bytes] | None = None
         for name, value in headers:
-            kind = _RESPONSE_DROP.get(name.lower())
+            kind = RESPONSE_HEADERS.get(name.lower())
             if kind is None:
                 out.append(b"%s: %s\r\n" % (name, value))
-            elif kind == _CL:
+            elif kind == CONTENT_LENGTH:
                 content_length = value
-            elif kind == _TE:
+            elif kind == TRANSFER_ENCODING:
                 codings = (codings or []) + [c.strip() for c in value.split(b",") if c.strip()]
-            elif kind == _CONN:
-                tokens = _named_by_connection(value)
+            elif kind == CONNECTION:
+                tokens = named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
         if named:
@@ -463,13 +450,6 @@ class Exchange(Failover):
         if self.backend is not None:
             self.backend.in_flight -= 1
             self.pool.release(self.backend, monotonic())  # frees a half-open probe slot
-
-
-def _named_by_connection(value: bytes) -> set[bytes] | None:
-    """Header names a Connection header makes hop-by-hop (beyond close/keep-alive)."""
-    if value.lower() in _PLAIN_CONNECTION:
-        return None
-    return connection_tokens(value) - _PLAIN_CONNECTION or None
 
 
 def _connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
