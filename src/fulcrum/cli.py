@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from fulcrum.observability.logging import setup_logging
     from fulcrum.runtime.app import run
 
-    setup_logging(config.log.format, config.log.level, stream=sys.stdout)
+    setup_logging(config.log.format, config.log.level, stream=sys.stdout, levels=config.log.levels)
     try:
         return run(config, source)
     except OSError as exc:

@@ -12,6 +12,7 @@ after the field problems are fixed.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import types
 from typing import Annotated, Any, Literal, Sequence, Union, get_args, get_origin
@@ -28,6 +29,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fulcrum.config.filters import (
+    AccessLogConfig, CorsConfig, FilterRef, RateLimitConfig, SecurityHeadersConfig,
+)
 from fulcrum.config.pool_policies import (
     CircuitBreakerConfig, HealthCheckConfig, OutlierDetectionConfig, RetryConfig,
 )
@@ -85,6 +89,16 @@ class LogConfig(Section):
 
     format: Literal["text", "json"] = "text"
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
+    # Per component: {"fulcrum.proxy": "debug", "fulcrum.health": "warning"}
+    levels: dict[str, Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)]] = {}
+
+    @field_validator("levels")
+    @classmethod
+    def _component_names(cls, levels: dict[str, str]) -> dict[str, str]:
+        for name in levels:
+            if name != "fulcrum" and not name.startswith("fulcrum."):
+                raise ValueError(f"component loggers are named fulcrum.<component> (got {name!r})")
+        return levels
 
 
 class Timeouts(Section):
@@ -105,6 +119,9 @@ class Limits(Section):
     max_header_count: int = Field(100, ge=1)                 # → 431
     max_url_length: Annotated[Size, Field(gt=0)] = 8192      # → 414
     max_body_size: Size = 1 << 30                            # → 413; 0 = unlimited
+    max_connections: int = Field(10_000, ge=0)               # open client connections → 503; 0 = unlimited
+    max_connections_per_ip: int = Field(0, ge=0)             # per peer address → 503; 0 = unlimited
+    min_body_rate: Size = 1024                               # bytes/s a request body must average → 408; 0 = off
 
 
 class UpstreamConfig(Section):
@@ -203,6 +220,13 @@ class RouteConfig(Section):
     path_prefix: UrlPath = "/"
     headers: dict[str, str] = {}
     pool: str
+    name: str | None = Field(None, min_length=1)   # in logs and metrics; default: the pool's name
+    # Filters for this route: merged over the global sections (the keys given here win).
+    rate_limit: RateLimitConfig | None = None
+    cors: CorsConfig | None = None
+    security_headers: SecurityHeadersConfig | None = None
+    access_log: AccessLogConfig | None = None
+    filters: list[FilterRef] = []                  # run after the global ``filters``
 
     @field_validator("host")
     @classmethod
@@ -248,6 +272,12 @@ class Config(Section):
     buffers: Buffers = Field(default_factory=Buffers)
     pools: dict[str, PoolConfig] = {}
     routes: list[RouteConfig] = []
+    # The request-path filters, for every route (a route may override each section).
+    rate_limit: RateLimitConfig | None = None
+    cors: CorsConfig | None = None
+    security_headers: SecurityHeadersConfig | None = None
+    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    filters: list[FilterRef] = []
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -272,11 +302,24 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         if not _POOL_NAME_RE.match(name):
             problems.append((f"pools.{name}", "pool names may use only letters, digits, '_' and '-'"))
         problems.extend(_duplicate_backends(f"pools.{name}", pool))
+    host, _ = config.admin.listen_addr
+    if not config.admin.token and not _is_loopback(host):
+        problems.append(("admin.token", f"required when admin.listen is not on loopback "
+                         f"(listen is {config.admin.listen}); set it or FULCRUM_ADMIN__TOKEN"))
     known = ", ".join(config.pools) or "none"
     for i, route in enumerate(config.routes):
         if route.pool not in config.pools:
             problems.append((f"routes[{i}].pool", f"no pool named {route.pool!r} (pools: {known})"))
     return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 def _duplicate_backends(path: str, pool: PoolConfig) -> list[tuple[str, str]]:

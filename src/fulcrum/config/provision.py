@@ -16,6 +16,8 @@ from fulcrum.balancing.registry import resolve
 from fulcrum.config.errors import ConfigError, origin_note, problems_from_validation
 from fulcrum.config.load import format_problem
 from fulcrum.config.model import Config
+from fulcrum.filters.builder import FilterBuilder
+from fulcrum.filters.resources import Resources
 from fulcrum.proxy.pool import ConnectionPool
 from fulcrum.proxy.routing import Route, Router
 from fulcrum.proxy.settings import ProxySettings
@@ -25,7 +27,7 @@ from fulcrum.resilience.outlier import OutlierDetector
 from fulcrum.resilience.retry_budget import RetryBudget
 from fulcrum.resilience.retry_policy import RetryPolicy
 from fulcrum.runtime.pool import Pool
-from fulcrum.runtime.state import Runtime
+from fulcrum.runtime.state import Destination, Runtime
 
 log = logging.getLogger("fulcrum.pool")
 
@@ -41,14 +43,22 @@ def provision(config: Config, source: str = "config.yaml",
         pool = _provision_pool(name, pool_config, settings, loop, source, problems, origins)
         if pool is not None:
             pools[name] = pool
+    resources = Resources(log_format=config.log.format)
+    filters = FilterBuilder(config, resources, source, problems)
+    chain = filters.chain(None, "")
+    route_chains = [filters.chain(r, f"routes[{i}].") for i, r in enumerate(config.routes)]
     if problems:
         raise ConfigError(problems)
     routes = [
-        Route(pools[r.pool], host=r.host, path_prefix=r.path_prefix, headers=r.headers)
-        for r in config.routes
+        Route(Destination(r.name or r.pool, pools[r.pool], route_chain),
+              host=r.host, path_prefix=r.path_prefix, headers=r.headers)
+        for r, route_chain in zip(config.routes, route_chains)
     ]
-    default = next(iter(pools.values())) if len(pools) == 1 and not routes else None
-    return Runtime(settings, pools, Router(routes, default), config)
+    default = None
+    if len(pools) == 1 and not routes:
+        pool = next(iter(pools.values()))
+        default = Destination(pool.name, pool, chain)
+    return Runtime(settings, pools, Router(routes, default), config, resources, chain)
 
 
 def _provision_pool(name, pool_config, settings, loop, source, problems, origins) -> Pool | None:

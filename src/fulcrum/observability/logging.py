@@ -57,11 +57,15 @@ def _text(value: object) -> str:
     return json.dumps(text) if (" " in text or not text) else text
 
 
-def setup_logging(fmt: str = "text", level: str = "info", stream=None) -> None:
-    """Route every ``fulcrum.*`` logger to one handler with the chosen format."""
+def setup_logging(fmt: str = "text", level: str = "info", stream=None,
+                  levels: dict[str, str] | None = None) -> None:
+    """Route every ``fulcrum.*`` logger to one handler with the chosen format;
+    ``levels`` sets the level of single components (``{"fulcrum.proxy": "debug"}``)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("fulcrum")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    for name, component_level in (levels or {}).items():
+        logging.getLogger(name).setLevel(component_level.upper())

@@ -29,14 +29,26 @@ _IDLE, _HEAD, _BODY, _NONE = range(4)
 
 
 class _Rejection:
-    """A queued error answer: written in its turn, then the connection closes."""
+    """A queued error answer: written in its turn, then the connection closes.
 
-    __slots__ = ("status", "reason", "request_id")
+    It reaches the access log and metrics like an exchange that never got a route;
+    the class attributes are the exchange fields it has no value for.
+    """
 
-    def __init__(self, status: int, reason: str, request_id: bytes) -> None:
+    __slots__ = ("status", "reason", "request_id", "client_ip")
+
+    method = target = b"-"
+    route = ""
+    pool = backend = limit = None
+    body_bytes = bytes_out = tries = 0
+    duration = upstream_time = 0.0
+    rate_limited = False
+
+    def __init__(self, status: int, reason: str, request_id: bytes, client_ip: str = "") -> None:
         self.status = status
         self.reason = reason
         self.request_id = request_id
+        self.client_ip = client_ip
 
 
 class ClientConnection(asyncio.Protocol):
@@ -46,6 +58,7 @@ class ClientConnection(asyncio.Protocol):
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
+        "body_start", "body_seen", "counted",
     )
 
     def __init__(self, server: "ProxyServer") -> None:
@@ -73,6 +86,9 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.last_body = 0.0
         self.body_left = 0  # Content-Length bytes of the request still to come (see _pass_body)
+        self.body_start = 0.0  # since when the body rate is measured (limits.min_body_rate)
+        self.body_seen = 0
+        self.counted = False   # in the server's per-address connection count
 
     # -- phase: accept ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,7 +98,13 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = peer[0] if peer else ""
         self.client_ip_bytes = self.client_ip.encode()
         transport.set_write_buffer_limits(self.settings.high_water, self.settings.low_water)  # type: ignore[attr-defined]
-        self.server.connections.add(self)
+        refused = self.server.admit(self)
+        if refused:
+            self.parser = None
+            self.closed = True
+            self._answer(_Rejection(503, refused, self.server.next_request_id(), self.client_ip))
+            transport.close()
+            return
         self._wait(_HEAD, self.settings.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,7 +113,7 @@ class ClientConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()  # the handle holds this connection alive until it fires
             self.timer = None
-        self.server.connections.discard(self)
+        self.server.release(self)
         current = self.current
         if isinstance(current, Exchange):
             current.abort()
@@ -125,10 +147,9 @@ class ClientConnection(asyncio.Protocol):
             self._callback_failed(exc.__context__)
         except HttpParserError as exc:
             self._reject(400, str(exc) or "malformed request")
-        except Exception:
+        except Exception as exc:
             # A bug must cost one connection, never the server.
-            log.exception("internal error", extra={"fields": {"client": self.client_ip}})
-            self._reject(500, "internal error")
+            self._internal_error(exc)
 
     def _callback_failed(self, cause: BaseException | None) -> None:
         """llhttp wraps what our callbacks raise; unwrap it to answer with its status."""
@@ -137,8 +158,14 @@ class ClientConnection(asyncio.Protocol):
         elif isinstance(cause, HttpParserError) or cause is None:
             self._reject(400, str(cause or "malformed request"))
         else:
-            log.error("internal error", exc_info=cause, extra={"fields": {"client": self.client_ip}})
-            self._reject(500, "internal error")
+            self._internal_error(cause)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        receiving = self.receiving
+        request_id = receiving.request_id.decode("latin-1") if receiving is not None else ""
+        log.error("internal error", exc_info=exc, extra={"fields": {
+            "client": self.client_ip, "request_id": request_id, "phase": "parse"}})
+        self._reject(500, "internal error")
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -182,7 +209,8 @@ class ClientConnection(asyncio.Protocol):
         self.receiving = exchange
         self.body_left = exchange.content_length
         if exchange.has_body:
-            self.last_body = self.loop.time()
+            self.last_body = self.body_start = self.loop.time()
+            self.body_seen = 0
             self._wait(_BODY, self.settings.client_body_timeout)
         else:
             self.wait = _NONE
@@ -196,6 +224,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.last_body = self.loop.time()
+        self.body_seen += len(body)
         if self.body_left:
             self.body_left -= len(body)
         self.receiving.on_request_body(body)
@@ -204,6 +233,7 @@ class ClientConnection(asyncio.Protocol):
         """The rest of a Content-Length body, passed on without llhttp (which would
         only copy it again); returns what follows it (a pipelined request)."""
         self.last_body = self.loop.time()
+        self.body_seen += len(data)
         left = self.body_left
         if len(data) < left:
             self.body_left = left - len(data)
@@ -280,14 +310,28 @@ class ClientConnection(asyncio.Protocol):
         elif receiving is not None and self.queue and receiving in self.queue:
             self.queue.remove(receiving)  # pipelined and not started: never forward half of it
         request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
-        self._enqueue(_Rejection(status, reason, request_id))
+        self._enqueue(_Rejection(status, reason, request_id, self.client_ip))
         log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
         self._advance()
 
     def _write_rejection(self, rejection: _Rejection) -> None:
-        self.transport.write(error_response(rejection.status, rejection.request_id, rejection.reason))
+        self._answer(rejection)
         self.current = None
         self._close()
+
+    def _answer(self, rejection: _Rejection) -> None:
+        """Write an answer of the connection's own (no exchange), and log it like one."""
+        self.transport.write(error_response(rejection.status, rejection.request_id, rejection.reason))
+        server = self.server
+        hooks = server.runtime.unrouted.chain.log
+        if hooks or server.request_metrics is not None:
+            try:
+                for hook in hooks:
+                    hook(rejection)
+                if server.request_metrics is not None:
+                    server.request_metrics.observe(rejection)
+            except Exception:
+                log.exception("internal error", extra={"fields": {"phase": "log"}})
 
     def abort_response(self) -> None:
         """A response broke off after its head was sent: cut the connection."""
@@ -334,6 +378,8 @@ class ClientConnection(asyncio.Protocol):
             if self.gate.paused_by:
                 self.last_body = now  # we stopped reading: the silence is ours, not the client's
             due = self.last_body + self.settings.client_body_timeout
+            if self._body_too_slow(now):
+                due = now
         elif what == _HEAD and (self.current is not None or self.queue):
             # A head pipelined behind a response still in flight: judge it once that is done.
             due = max(due, now + min(1.0, self.settings.client_header_timeout))
@@ -342,10 +388,28 @@ class ClientConnection(asyncio.Protocol):
             return
         self._timed_out(what)
 
+    def _body_too_slow(self, now: float) -> bool:
+        """limits.min_body_rate: after a grace of timeouts.client_body, the body must have
+        averaged the minimum rate. Time we held reads paused restarts the measurement."""
+        min_rate = self.settings.min_body_rate
+        if not min_rate:
+            return False
+        if self.gate.paused_by:
+            self.body_start, self.body_seen = now, 0
+            return False
+        elapsed = now - self.body_start
+        if elapsed < self.settings.client_body_timeout or self.body_seen >= min_rate * elapsed:
+            return False
+        log.info("request body too slow", extra={"fields": {
+            "client": self.client_ip, "bytes": self.body_seen, "seconds": round(elapsed, 1),
+            "min_body_rate": min_rate}})
+        return True
+
     def _timed_out(self, what: int) -> None:
         if what == _HEAD:
             if self.in_head:
-                self.transport.write(error_response(408, self.server.next_request_id()))
+                self._answer(_Rejection(408, "request head not received in time",
+                                        self.server.next_request_id(), self.client_ip))
             self._close()
         elif what == _IDLE:
             self._close()

@@ -1,5 +1,6 @@
 """One request/response exchange, read as its phases: prepare (check and rewrite
-the head) → route → pick → forward → respond → finish.
+the head) → route → filters (on request) → pick → forward → respond (filters on
+response) → finish → log (filters on log, metrics).
 
 An exchange is done when its response is fully written; if the request body
 was not fully read by then, the client connection closes, because the rest of
@@ -7,9 +8,12 @@ that body would otherwise be read as the next request.
 """
 from __future__ import annotations
 
+import logging
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from fulcrum.filters.base import ResponseHead
+from fulcrum.filters.chain import EMPTY
 from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import (
     CONNECTION, CONTENT_LENGTH, FORWARDED_FOR, HOST, REQUEST_HEADERS, REQUEST_ID,
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from fulcrum.proxy.client import ClientConnection
     from fulcrum.proxy.upstream import UpstreamConnection
     from fulcrum.runtime.state import Runtime
+
+log = logging.getLogger("fulcrum.proxy")
 
 # How the response body reaches the client.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
@@ -41,6 +47,7 @@ class Exchange(Failover):
         "response_started", "response_done", "head_pending", "framing", "status",
         "sent_at", "retried", "aborted", "bytes_out", "content_length",
         "tries", "tried", "replay", "replay_bytes", "started_at", "retry_timer",
+        "route", "chain", "received_at", "upstream_time", "duration", "limit",
     )
 
     def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
@@ -81,6 +88,12 @@ class Exchange(Failover):
         self.replay_bytes = 0
         self.started_at = 0.0
         self.retry_timer = None
+        self.route = ""
+        self.chain = EMPTY
+        self.received_at = monotonic()
+        self.upstream_time = 0.0   # request sent → response head, for the last try
+        self.duration = 0.0        # head received → exchange ended, set before the log phase
+        self.limit = None          # the rate limiter's Decision, when one was taken
 
     # -- RequestInfo, for strategies and routes --------------------------------
     def header(self, name: bytes) -> bytes | None:
@@ -88,6 +101,20 @@ class Exchange(Failover):
             if key.lower() == name:
                 return value
         return None
+
+    # -- for filters ---------------------------------------------------------------
+    def header_values(self, name: bytes) -> list[bytes]:
+        """Every field line of header ``name`` (lower case), in order."""
+        return [value for key, value in self.headers if key.lower() == name]
+
+    @property
+    def secure(self) -> bool:
+        """True when the client connection is TLS."""
+        return self.client.server.tls
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.limit is not None and not self.limit.allowed
 
     # -- phase: prepare (runs as soon as the head is parsed) ---------------------
     def prepare(self) -> None:
@@ -167,11 +194,27 @@ class Exchange(Failover):
         self.content_length = length
         return b"Content-Length: %s\r\n" % content_length
 
-    # -- phases: route → pick → forward (runs when this exchange is at the head of the line)
+    # -- phases: route → filters → pick → forward (when this exchange is at the head of the line)
     def start(self) -> None:
+        try:
+            self._start()
+        except Exception as exc:  # recovery: a bug costs this request a 500, nothing more
+            self.internal_error(exc, "start")
+
+    def _start(self) -> None:
         runtime = self.runtime
-        pool = runtime.single_pool or runtime.router.match(
-            host_without_port(self.host) if self.host else "", self.target, self.header)
+        destination = runtime.single or runtime.router.match(
+            host_without_port(self.host) if self.host else "", self.target, self.header
+        ) or runtime.unrouted
+        self.route = destination.name
+        self.chain = chain = destination.chain
+        if chain.request:
+            for hook in chain.request:
+                reply = hook(self)
+                if reply is not None:
+                    self.respond_local(reply.status, reply.detail, reply.header_bytes)
+                    return
+        pool = destination.pool
         if pool is None:
             self.respond_local(404)
             return
@@ -298,7 +341,8 @@ class Exchange(Failover):
         """Build the client's response head; False when this response is dropped for a retry."""
         now = monotonic()  # the strategies' clock; loop.time() only has ms resolution
         backend = self.backend
-        backend.latency.observe(now - self.sent_at, now)
+        self.upstream_time = now - self.sent_at
+        backend.latency.observe(self.upstream_time, now)
         pool = self.pool
         if status in _GATEWAY_FAILURES:
             if self.retry_on_status(status):
@@ -326,6 +370,14 @@ class Exchange(Failover):
         if named:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
         self.framing = self._response_framing(status, conn, content_length, codings, out)
+        if self.chain.response:
+            try:
+                head = ResponseHead(status, out)
+                for hook in self.chain.response:
+                    hook(self, head)
+            except Exception as exc:
+                self.internal_error(exc, "response filter")
+                return False  # the backend's response is dropped, and its connection with it
         out.append(b"X-Request-ID: %s\r\n" % self.request_id)
         if pool.tries_header:
             out.append(b"X-Fulcrum-Tries: %d\r\n" % self.tries)
@@ -408,18 +460,51 @@ class Exchange(Failover):
         self.client.gate.resume(BACKPRESSURE)
 
     # -- local answers and the end -------------------------------------------------
-    def respond_local(self, status: int, detail: str | None = None, extra: bytes = b"") -> None:
-        """Answer from the proxy itself (404, 502, 503, 504 …)."""
+    def respond_local(self, status: int, detail: str | None = None, extra: bytes = b"",
+                      filters: bool = True) -> None:
+        """Answer from the proxy itself (404, 429, 502, 503, 504 …); the response
+        filters see it too, unless it answers their own failure."""
         self.status = status
         if self.has_body and not self.request_done:
             self.keep_alive = False  # the rest of the body would be read as a request
-        self.response_started = True
         if self.tries and self.pool is not None and self.pool.tries_header:
             extra += b"X-Fulcrum-Tries: %d\r\n" % self.tries
-        self.client.transport.write(
-            error_response(status, self.request_id, detail, close=not self.keep_alive, extra=extra)
-        )
+        if filters and self.chain.response:
+            try:
+                head = ResponseHead(status, extra.splitlines(keepends=True))
+                for hook in self.chain.response:
+                    hook(self, head)
+                extra = b"".join(head.lines)
+            except Exception as exc:
+                self.internal_error(exc, "response filter")
+                return
+        self.response_started = True
+        self.client.transport.write(error_response(
+            status, self.request_id, detail, close=not self.keep_alive, extra=extra,
+            body=self.method != b"HEAD"))
         self.finish()
+
+    def internal_error(self, exc: BaseException, where: str) -> None:
+        """Recovery: log the bug once with the request id; answer 500 if nothing was sent,
+        else cut the connection. Every other exchange and connection goes on."""
+        log.error("internal error", exc_info=exc, extra={"fields": {
+            "request_id": self.request_id.decode("latin-1"), "client": self.client_ip,
+            "method": self.method.decode("latin-1"), "path": self.target.decode("latin-1"),
+            "phase": where}})
+        if self.response_done:
+            return
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.exchange = None
+            conn.abort()  # its state is unknown: never reuse it
+        if self.response_started:
+            self.keep_alive = False
+            self.client.abort_response()
+            self.finish()
+            return
+        self.head_pending = None
+        self.respond_local(500, "internal error", filters=False)
 
     def finish(self) -> None:
         if self.response_done:
@@ -429,9 +514,25 @@ class Exchange(Failover):
             self.keep_alive = False
         if self.backend is not None:
             self.backend.in_flight -= 1
+        self._log()
         # Whatever this exchange paused on the client's side ends with it.
         self.client.gate.resume(CONNECTING | BACKPRESSURE)
         self.client.exchange_done(self)
+
+    def _log(self) -> None:
+        """Phase log: the chain's log hooks and the request metrics, once per exchange."""
+        self.duration = monotonic() - self.received_at
+        metrics = self.client.server.request_metrics
+        if not self.chain.log and metrics is None:
+            return
+        try:
+            for hook in self.chain.log:
+                hook(self)
+            if metrics is not None:
+                metrics.observe(self)
+        except Exception:
+            log.exception("internal error", extra={"fields": {
+                "request_id": self.request_id.decode("latin-1"), "phase": "log"}})
 
     def abort(self) -> None:
         """The client went away: drop the backend connection mid-exchange."""
@@ -450,9 +551,17 @@ class Exchange(Failover):
         if self.backend is not None:
             self.backend.in_flight -= 1
             self.pool.release(self.backend, monotonic())  # frees a half-open probe slot
+        self._log()
 
 
 def _connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
+    try:
+        _on_connected(exchange, conn, error)
+    except Exception as exc:
+        exchange.internal_error(exc, "connect")
+
+
+def _on_connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
     if exchange.aborted:
         if conn is not None:
             exchange.pool.connections[exchange.backend.id].release(conn)

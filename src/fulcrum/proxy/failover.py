@@ -80,8 +80,14 @@ class Failover:
         self.backend = None
         if not self.request_done:
             self.client.gate.pause(CONNECTING)  # hold the body until the next try
-        self.retry_timer = self.client.loop.call_later(decision.delay, self.try_backend)
+        self.retry_timer = self.client.loop.call_later(decision.delay, self.retry_now)
         return True
+
+    def retry_now(self) -> None:
+        try:
+            self.try_backend()
+        except Exception as exc:  # a timer callback: nobody above us would answer the client
+            self.internal_error(exc, "retry")
 
     def _try_timeout(self) -> float:
         """The backend's allowance for this try: timeouts.response, or retry.per_try_timeout,

@@ -1,6 +1,6 @@
 """The proxy listener: accepts client connections and owns what they share —
-the current runtime (swapped whole on reload), the set of open connections,
-request ids and the idle-connection sweeper."""
+the current runtime (swapped whole on reload), the set of open connections and
+the connection limits, request ids and the idle-connection sweeper."""
 from __future__ import annotations
 
 import asyncio
@@ -24,12 +24,46 @@ class ProxyServer:
         self.runtime = runtime
         self.loop = loop
         self.connections: set[ClientConnection] = set()
+        self.per_address: dict[str, int] = {}   # open connections per peer, when limited
+        self.refused_total = 0
+        self.tls = False
+        self.request_metrics = None  # observability's per-request recorder, when metrics are on
         self.server: asyncio.AbstractServer | None = None
         # Ids are a per-process random prefix plus a counter: unique, and far
         # cheaper per request than uuid4.
         self._id_prefix = os.urandom(4).hex().encode()
         self._ids = itertools.count(1)
         self._sweeper: asyncio.TimerHandle | None = None
+
+    def admit(self, conn: ClientConnection) -> str | None:
+        """Count a new connection in, or say why it is refused (limits.max_connections*)."""
+        settings = self.runtime.settings
+        if settings.max_connections and len(self.connections) >= settings.max_connections:
+            return self._refuse(conn, f"too many open connections (limit {settings.max_connections})")
+        per_address = settings.max_connections_per_ip
+        if per_address:
+            count = self.per_address.get(conn.client_ip, 0)
+            if count >= per_address:
+                return self._refuse(conn, f"too many connections from {conn.client_ip} (limit {per_address})")
+            self.per_address[conn.client_ip] = count + 1
+            conn.counted = True
+        self.connections.add(conn)
+        return None
+
+    def _refuse(self, conn: ClientConnection, reason: str) -> str:
+        self.refused_total += 1
+        log.debug("connection refused", extra={"fields": {"client": conn.client_ip, "reason": reason}})
+        return reason
+
+    def release(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if conn.counted:
+            conn.counted = False
+            left = self.per_address.get(conn.client_ip, 1) - 1
+            if left > 0:
+                self.per_address[conn.client_ip] = left
+            else:
+                self.per_address.pop(conn.client_ip, None)
 
     def next_request_id(self) -> bytes:
         return b"%s-%08x" % (self._id_prefix, next(self._ids))

@@ -10,7 +10,7 @@ class ProxySettings:
         "client_idle_timeout", "client_body_timeout", "pool_idle_timeout",
         "max_header_bytes", "max_header_count", "max_url_length", "max_body_size",
         "high_water", "low_water", "max_idle_per_backend", "max_requests_per_connection",
-        "client_tick",
+        "max_connections", "max_connections_per_ip", "min_body_rate", "client_tick",
     )
 
     def __init__(self, **values: float | int) -> None:
@@ -20,6 +20,7 @@ class ProxySettings:
             max_header_bytes=65536, max_header_count=100, max_url_length=8192,
             max_body_size=1 << 30, high_water=256 * 1024, low_water=64 * 1024,
             max_idle_per_backend=64, max_requests_per_connection=0,
+            max_connections=10_000, max_connections_per_ip=0, min_body_rate=1024,
         )
         unknown = set(values) - set(defaults)
         if unknown:
@@ -42,4 +43,6 @@ class ProxySettings:
             high_water=buf.high_water, low_water=buf.low_water,
             max_idle_per_backend=up.max_idle_per_backend,
             max_requests_per_connection=up.max_requests_per_connection,
+            max_connections=lim.max_connections, max_connections_per_ip=lim.max_connections_per_ip,
+            min_body_rate=lim.min_body_rate,
         )

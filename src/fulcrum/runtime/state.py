@@ -5,26 +5,47 @@ reload builds a new one and the listener swaps it in.
 """
 from __future__ import annotations
 
+from fulcrum.filters.chain import EMPTY, Chain
+from fulcrum.filters.resources import Resources
 from fulcrum.proxy.routing import Router
 from fulcrum.proxy.settings import ProxySettings
 from fulcrum.runtime.pool import Pool
 
 
+class Destination:
+    """Where a route leads: its name (for logs and metrics), its pool and its filter chain."""
+
+    __slots__ = ("name", "pool", "chain")
+
+    def __init__(self, name: str, pool: Pool | None, chain: Chain = EMPTY) -> None:
+        self.name = name
+        self.pool = pool
+        self.chain = chain
+
+    def __repr__(self) -> str:
+        return f"Destination({self.name!r}, pool={self.pool.name if self.pool else None}, {self.chain!r})"
+
+
 class Runtime:
-    """Settings, pools and router for one version of the configuration."""
+    """Settings, pools, router and filters for one version of the configuration."""
 
-    __slots__ = ("settings", "pools", "router", "single_pool", "config")
+    __slots__ = ("settings", "pools", "router", "single", "unrouted", "config", "resources")
 
-    def __init__(self, settings: ProxySettings, pools: dict[str, Pool], router: Router[Pool], config=None) -> None:
+    def __init__(self, settings: ProxySettings, pools: dict[str, Pool], router: Router[Destination],
+                 config=None, resources: Resources | None = None, chain: Chain = EMPTY) -> None:
         self.settings = settings
         self.pools = pools
         self.router = router
         self.config = config
+        self.resources = resources or Resources()
         # The fast path: one pool and no routes sends everything there.
-        self.single_pool = router.default if not router.routes else None
+        self.single = router.default if not router.routes else None
+        # What a request no route matches meets: the global filters, then a 404.
+        self.unrouted = Destination("", None, chain)
 
     def start(self) -> None:
-        """Start what runs beside the requests (health checks); needs the running loop."""
+        """Start what runs beside the requests (health checks, log writers); needs the running loop."""
+        self.resources.start()
         for pool in self.pools.values():
             pool.start()
 
@@ -35,3 +56,4 @@ class Runtime:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
+        self.resources.close()

@@ -1,0 +1,102 @@
+"""The access log: one line per request, JSON or text, formatted on the loop and written by
+a thread (``observability/access_log.py``).
+
+Fields: time (UTC, ms), in JSON also level/logger/event ("access") like component
+log lines, request_id, client, method, path, status (0: the client left before
+an answer), bytes_in / bytes_out (body bytes), duration_ms (head received → response
+written, as the client saw it), upstream_ms (request sent → backend's response head), route,
+pool, backend, tries and rate_limit (allowed, limited, or - when not evaluated).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from fulcrum.config.filters import AccessLogConfig
+from fulcrum.filters.base import Filter
+
+
+class _Clock:
+    """Wall-clock timestamps with the seconds part formatted once per second."""
+
+    __slots__ = ("second", "prefix")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def stamp(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{int((now - second) * 1000):03d}Z"
+
+
+def _outcome(limit) -> str:
+    if limit is None:
+        return "-"
+    return "allowed" if limit.allowed else "limited"
+
+
+class AccessLog(Filter):
+    """Logs every finished exchange (or a sample of them)."""
+
+    name = "access_log"
+    Options = AccessLogConfig
+
+    def __init__(self, options: AccessLogConfig, resources) -> None:
+        super().__init__(options, resources)
+        self.writer = resources.access_log_writer(options.output, options.max_pending)
+        self.json = (options.format or resources.log_format) == "json"
+        self.sample = options.sample
+        self.always_errors = options.always_log_errors
+        self.clock = _Clock()
+        self.random = random.random
+
+    def on_log(self, exchange) -> None:
+        if self.sample < 1.0 and self.random() >= self.sample:
+            status = exchange.status
+            if not (self.always_errors and (status >= 500 or status == 429)):
+                return
+        self.writer.write(self.format_json(exchange) if self.json else self.format_text(exchange))
+
+    def format_json(self, exchange) -> str:
+        pool, backend = exchange.pool, exchange.backend
+        return json.dumps({
+            "time": self.clock.stamp(),
+            # The component logs' keys, so one stream holds both kinds of line.
+            "level": "info",
+            "logger": "fulcrum.access",
+            "event": "access",
+            "request_id": exchange.request_id.decode("latin-1"),
+            "client": exchange.client_ip,
+            "method": exchange.method.decode("latin-1"),
+            "path": exchange.target.decode("latin-1"),
+            "status": exchange.status,
+            "bytes_in": exchange.body_bytes,
+            "bytes_out": exchange.bytes_out,
+            "duration_ms": round(exchange.duration * 1000, 3),
+            "upstream_ms": round(exchange.upstream_time * 1000, 3),
+            "route": exchange.route,
+            "pool": pool.name if pool is not None else None,
+            "backend": backend.id if backend is not None else None,
+            "tries": exchange.tries,
+            "rate_limit": _outcome(exchange.limit),
+        })
+
+    def format_text(self, exchange) -> str:
+        pool, backend = exchange.pool, exchange.backend
+        # The request line is quoted as in the common log format; json.dumps escapes quotes
+        # and control bytes, so a hostile path cannot forge a second log line.
+        request = json.dumps(f"{exchange.method.decode('latin-1')} {exchange.target.decode('latin-1')}")
+        return (
+            f"{self.clock.stamp()} {exchange.client_ip} {request} {exchange.status} "
+            f"in={exchange.body_bytes} out={exchange.bytes_out} "
+            f"duration_ms={exchange.duration * 1000:.3f} upstream_ms={exchange.upstream_time * 1000:.3f} "
+            f"route={exchange.route or '-'} pool={pool.name if pool is not None else '-'} "
+            f"backend={backend.id if backend is not None else '-'} tries={exchange.tries} "
+            f"rate_limit={_outcome(exchange.limit)} request_id={exchange.request_id.decode('latin-1')}"
+        )

@@ -1,0 +1,98 @@
+"""Composing filter chains from config, once per runtime: the global chain and one per route.
+
+The order is fixed: access_log → rate_limit → cors → security_headers → the user's
+``filters`` (global ones, then the route's). A route's section is merged over the global
+one (the keys it sets win); a route that does not mention a section shares the global
+filter instance, so it shares its state too (one set of rate-limit buckets).
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from fulcrum.config.errors import origin_note, problems_from_validation
+from fulcrum.config.load import format_problem
+from fulcrum.filters.base import Filter
+from fulcrum.filters.chain import Chain
+from fulcrum.filters.registry import resolve
+from fulcrum.filters.resources import Resources
+
+# Built-in sections, in chain order.
+SECTIONS = ("access_log", "rate_limit", "cors", "security_headers")
+
+
+class FilterBuilder:
+    """Builds chains for one config, collecting problems instead of stopping at the first."""
+
+    def __init__(self, config, resources: Resources, source: str, problems: list[str]) -> None:
+        self.config = config
+        self.resources = resources
+        self.source = source
+        self.problems = problems
+        self.shared: dict[str, Filter | None] = {
+            name: self._builtin(name, getattr(config, name), name) for name in SECTIONS
+        }
+        self.user = self._user_filters(config.filters, "filters")
+
+    def chain(self, route, prefix: str) -> Chain:
+        """The chain for ``route`` (None: the global chain; ``prefix`` locates its config)."""
+        filters: list[Filter | None] = []
+        for name in SECTIONS:
+            local = getattr(route, name) if route is not None else None
+            if local is None:
+                filters.append(self.shared[name])
+            else:
+                filters.append(self._builtin(name, self._merged(getattr(self.config, name), local),
+                                             prefix + name))
+        filters.extend(self.user)
+        if route is not None:
+            filters.extend(self._user_filters(route.filters, prefix + "filters"))
+        return Chain([f for f in filters if f is not None])
+
+    @staticmethod
+    def _merged(base: BaseModel | None, local: BaseModel) -> BaseModel:
+        if base is None:
+            return local
+        values = base.model_dump(exclude_unset=True)
+        values.update(local.model_dump(exclude_unset=True))
+        return type(local).model_validate(values)
+
+    def _builtin(self, name: str, options: BaseModel | None, where: str) -> Filter | None:
+        if options is None or not options.enabled:
+            return None
+        return self._construct(resolve(name), options, where)
+
+    def _user_filters(self, refs, where: str) -> list[Filter]:
+        built = []
+        for i, ref in enumerate(refs):
+            path = f"{where}[{i}]"
+            try:
+                cls = resolve(ref.use)
+            except ValueError as exc:
+                self._problem(f"{path}.use", str(exc))
+                continue
+            options = None
+            if cls.Options is not None:
+                try:
+                    options = cls.Options.model_validate(ref.options)
+                except ValidationError as exc:
+                    self.problems.extend(problems_from_validation(
+                        exc, self.source, ref.options, self.config._env_origins,
+                        prefix=f"{path}.options", root=cls.Options))
+                    continue
+            elif ref.options:
+                self._problem(f"{path}.options", f"filter {ref.use!r} takes no options")
+                continue
+            instance = self._construct(cls, options, path)
+            if instance is not None:
+                built.append(instance)
+        return built
+
+    def _construct(self, cls: type[Filter], options, where: str) -> Filter | None:
+        try:
+            return cls(options, self.resources)
+        except (ValueError, TypeError) as exc:
+            self._problem(where, f"{cls.__name__}: {exc}")
+            return None
+
+    def _problem(self, where: str, message: str) -> None:
+        self.problems.append(format_problem(self.source, where, message + origin_note(where, self.config._env_origins)))

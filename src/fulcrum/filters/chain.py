@@ -1,0 +1,39 @@
+"""A composed filter chain: per phase, the bound methods of just the filters that hook it.
+
+Built once per route at provisioning. A phase no filter hooks is an empty tuple, so an
+exchange pays one truth test for it and nothing more.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from fulcrum.filters.base import Filter
+
+
+def _hooks(filters: Sequence[Filter], phase: str) -> tuple:
+    default = getattr(Filter, phase)
+    return tuple(getattr(f, phase) for f in filters if getattr(type(f), phase) is not default)
+
+
+class Chain:
+    """The filters of one route, in order; ``request``, ``response`` and ``log`` are the phases."""
+
+    __slots__ = ("filters", "request", "response", "log")
+
+    def __init__(self, filters: Sequence[Filter] = ()) -> None:
+        self.filters = tuple(filters)
+        self.request = _hooks(self.filters, "on_request")
+        # Every response passes every response hook (proxied or local: a 429 gets its CORS
+        # and security headers too), innermost first, as a response travels back out.
+        self.response = tuple(reversed(_hooks(self.filters, "on_response")))
+        self.log = _hooks(self.filters, "on_log")
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name or type(f).__qualname__ for f in self.filters]
+
+    def __repr__(self) -> str:
+        return f"Chain({self.names})"
+
+
+EMPTY = Chain()

@@ -1,0 +1,57 @@
+"""Per-client rate limiting: a token bucket per key (the client IP, or a header's value).
+
+The client IP is the socket peer unless the peer is a trusted proxy; then it is the
+right-most untrusted X-Forwarded-For (or Forwarded) address, so a client cannot spoof its
+way out of its limit. Over the limit: 429 with Retry-After; every limited response, and
+allowed ones unless ``headers: false``, carries RateLimit-Limit / -Remaining / -Reset
+(draft-ietf-httpapi-ratelimit-headers). Memory: at most ``max_keys`` buckets (LRU).
+"""
+from __future__ import annotations
+
+import math
+
+from fulcrum.config.filters import RateLimitConfig
+from fulcrum.filters.base import Filter, Reply, ResponseHead
+from fulcrum.filters.client_ip import TrustedProxies, client_ip
+from fulcrum.filters.token_bucket import BucketTable
+
+
+class RateLimit(Filter):
+    """Answers 429 once a client's bucket is empty."""
+
+    name = "rate_limit"
+    Options = RateLimitConfig
+
+    def __init__(self, options: RateLimitConfig, resources) -> None:
+        super().__init__(options, resources)
+        self.table = BucketTable(options.requests_per_second, options.burst, options.max_keys)
+        self.trusted = TrustedProxies(options.trusted_proxies)
+        self.exempt = TrustedProxies(options.exempt)
+        self.key_header = options.key[7:].lower().encode() if options.key != "client_ip" else None
+        self.always_headers = options.headers
+        self.clock = resources.clock
+
+    def on_request(self, exchange) -> Reply | None:
+        if self.trusted:
+            exchange.client_ip = client_ip(
+                exchange.client_ip, exchange.header_values(b"x-forwarded-for"),
+                exchange.header_values(b"forwarded"), self.trusted)
+        if self.exempt and self.exempt.trusts(exchange.client_ip):
+            return None
+        key = exchange.client_ip
+        if self.key_header is not None:
+            value = exchange.header(self.key_header)
+            if value is not None:  # without the header, the client is limited by its address
+                key = "h:" + value.decode("latin-1")
+        decision = self.table.take(key, self.clock())
+        exchange.limit = decision
+        if decision.allowed:
+            return None
+        return Reply(429, "rate limit exceeded", [("Retry-After", str(max(1, math.ceil(decision.retry_after))))])
+
+    def on_response(self, exchange, head: ResponseHead) -> None:
+        decision = exchange.limit
+        if decision is None or (decision.allowed and not self.always_headers):
+            return
+        head.lines.append(b"RateLimit-Limit: %d\r\nRateLimit-Remaining: %d\r\nRateLimit-Reset: %d\r\n" % (
+            decision.limit, decision.remaining, math.ceil(decision.reset)))

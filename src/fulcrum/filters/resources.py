@@ -1,0 +1,32 @@
+"""What filters share across routes and what has a lifetime of its own: the clock, the
+component log format, and the access-log writers (one per output, however many routes log
+to it), started and closed with the runtime."""
+from __future__ import annotations
+
+from time import monotonic
+from typing import Callable
+
+from fulcrum.observability.access_log import AccessLogWriter
+
+
+class Resources:
+    """Shared by the filters of one runtime; ``start``/``close`` follow the runtime's."""
+
+    def __init__(self, clock: Callable[[], float] = monotonic, log_format: str = "text") -> None:
+        self.clock = clock
+        self.log_format = log_format
+        self.writers: dict[str, AccessLogWriter] = {}
+
+    def access_log_writer(self, output: str, max_pending: int) -> AccessLogWriter:
+        writer = self.writers.get(output)
+        if writer is None:
+            writer = self.writers[output] = AccessLogWriter(output, max_pending)
+        return writer
+
+    def start(self) -> None:
+        for writer in self.writers.values():
+            writer.start()
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()

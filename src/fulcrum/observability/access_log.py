@@ -1,0 +1,96 @@
+"""Access-log output: lines are queued by the event loop and written by a thread.
+
+The loop's cost per line is one ``SimpleQueue.put``; the writes (and any disk stall) happen
+on the writer thread. Memory is bounded: with ``max_pending`` lines waiting, new lines are
+dropped and counted, and the writer reports how many were lost, so a stuck disk costs log
+lines, never requests.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+from typing import IO
+
+log = logging.getLogger("fulcrum.access")
+
+_STOP = None
+
+
+class AccessLogWriter:
+    """Writes queued lines to stdout, stderr or a file (appended), in batches."""
+
+    __slots__ = ("output", "max_pending", "queue", "queued", "dropped", "failed", "written", "_thread", "_stream")
+
+    def __init__(self, output: str = "stdout", max_pending: int = 65_536) -> None:
+        self.output = output
+        self.max_pending = max_pending
+        self.queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        # Each counter has one writer: ``queued`` and ``dropped`` the loop, ``written`` and
+        # ``failed`` the thread; so the pending count needs no lock.
+        self.queued = 0
+        self.dropped = 0
+        self.written = 0
+        self.failed = 0
+        self._thread: threading.Thread | None = None
+        self._stream: IO[str] | None = None
+
+    def write(self, line: str) -> None:
+        """Queue one line (without its newline); dropped when ``max_pending`` are waiting."""
+        if self.queued - self.written >= self.max_pending:
+            self.dropped += 1
+            return
+        self.queued += 1
+        self.queue.put(line)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        if self.output == "stdout":
+            self._stream = sys.stdout
+        elif self.output == "stderr":
+            self._stream = sys.stderr
+        else:
+            self._stream = open(self.output, "a", encoding="utf-8", buffering=1 << 16)
+        self._thread = threading.Thread(target=self._run, name="fulcrum-access-log", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop the thread and close a file."""
+        if self._thread is None:
+            return
+        self.queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+        if self._stream is not None and self.output not in ("stdout", "stderr"):
+            self._stream.close()
+        self._stream = None
+
+    def _run(self) -> None:
+        stream = self._stream
+        reported = 0
+        while True:
+            batch = [self.queue.get()]
+            try:
+                while len(batch) < 1024:
+                    batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                pass
+            stop = _STOP in batch
+            lines = [line for line in batch if line is not _STOP]
+            try:
+                if lines:
+                    stream.write("\n".join(lines) + "\n")
+                stream.flush()
+            except (OSError, ValueError) as exc:  # a full disk, a closed pipe: lose lines, not requests
+                self.failed += len(lines)
+                log.error("access log write failed", extra={"fields": {"output": self.output, "error": str(exc)}})
+            self.written += len(lines)
+            lost = self.dropped + self.failed
+            if lost > reported:
+                log.warning("access log lines dropped", extra={"fields": {
+                    "output": self.output, "dropped_total": lost, "max_pending": self.max_pending}})
+                reported = lost
+            if stop:
+                return
