@@ -18,7 +18,10 @@ from procs import BenchError, Children, Managed, free_ports, log, wait_ready, wh
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-BALANCERS = ("nginx", "fulcrum", "haproxy")  # also the order inside each round
+# Also the order inside each round. The "-edge" variants turn on per-client rate limiting
+# (a limit no request reaches, so the whole bucket path runs) and an access log to a file.
+BALANCERS = ("nginx", "fulcrum", "haproxy", "nginx-edge", "fulcrum-edge")
+EDGE_RATE = 100_000_000  # requests/s: never reached
 UPLOAD_BACKEND = REPO / "examples" / "backend" / "server.py"
 
 
@@ -35,12 +38,18 @@ def render(template: str, **values: object) -> str:
     return re.sub(r"\{\{(\w+)\}\}", fill, text)
 
 
-def fulcrum_yaml(port: int, admin_port: int, backends: list[int], idle: bool) -> str:
+def fulcrum_yaml(port: int, admin_port: int, backends: list[int], idle: bool, edge_log: Path | None = None) -> str:
     lines = [
         f'listen: "127.0.0.1:{port}"',
         f'admin: {{listen: "127.0.0.1:{admin_port}"}}',
         "log: {level: warning}",
+        "limits: {max_connections: 0}",  # as nginx and HAProxy here: bounded by the fd limit only
     ]
+    if edge_log is None:
+        lines.append("access_log: {enabled: false}")  # nginx runs with access_log off
+    else:
+        lines.append(f'access_log: {{output: "{edge_log}"}}')
+        lines.append(f"rate_limit: {{requests_per_second: {EDGE_RATE}, burst: {EDGE_RATE}}}")
     if idle:  # idle connections send nothing; keep them past the 10 s client_header default
         lines.append("timeouts: {client_header: 60s}")
     lines += ["pools:", "  web:", "    strategy: round_robin", "    backends:"]
@@ -105,7 +114,8 @@ class Lab:
     # --- balancers ----------------------------------------------------------------------------
 
     def start_balancer(self, name: str, backends: list[int], idle: bool = False) -> Managed:
-        starter = {"nginx": self._start_nginx, "haproxy": self._start_haproxy, "fulcrum": self._start_fulcrum}
+        starter = {"nginx": self._start_nginx, "haproxy": self._start_haproxy, "fulcrum": self._start_fulcrum,
+                   "nginx-edge": self._start_nginx_edge, "fulcrum-edge": self._start_fulcrum_edge}
         child = starter[name](backends, idle)
         try:
             wait_ready(child, child.port)
@@ -115,14 +125,23 @@ class Lab:
         log(f"{name} ready on 127.0.0.1:{child.port} (pid {child.pid})")
         return child
 
-    def _start_nginx(self, backends: list[int], idle: bool) -> Managed:
+    def _start_nginx(self, backends: list[int], idle: bool, edge: bool = False) -> Managed:
         (port,) = free_ports(1)
         conf = self.tmp / f"nginx-proxy-{port}.conf"
         servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backends)
+        edge_values = dict(access_log="access_log off;", limit_zone="", limit_req="")
+        if edge:
+            edge_values = dict(
+                access_log=f"access_log {self.tmp}/nginx-access-{port}.log;",
+                limit_zone=f"limit_req_zone $binary_remote_addr zone=perip:10m rate={EDGE_RATE}r/s;",
+                limit_req=f"limit_req zone=perip burst={EDGE_RATE} nodelay;")
         conf.write_text(render("nginx_proxy.conf.tmpl", user=self.user_directive, tmp=self.tmp, port=port,
                                servers=servers, nofile=max(self.nofile, 1024),
-                               worker_connections=max(1024, self.nofile - 64)))
-        return self.children.start("nginx", self._nginx_cmd(conf, f"nginx-proxy-{port}"), port)
+                               worker_connections=max(1024, self.nofile - 64), **edge_values))
+        return self.children.start("nginx-edge" if edge else "nginx", self._nginx_cmd(conf, f"nginx-proxy-{port}"), port)
+
+    def _start_nginx_edge(self, backends: list[int], idle: bool) -> Managed:
+        return self._start_nginx(backends, idle, edge=True)
 
     def _start_haproxy(self, backends: list[int], idle: bool) -> Managed:
         haproxy = which("haproxy")
@@ -135,10 +154,15 @@ class Lab:
                                maxconn=max(1000, self.nofile - 100)))
         return self.children.start("haproxy", [haproxy, "-f", str(conf), "-db"], port)
 
-    def _start_fulcrum(self, backends: list[int], idle: bool) -> Managed:
+    def _start_fulcrum(self, backends: list[int], idle: bool, edge: bool = False) -> Managed:
         fulcrum = find_fulcrum(self.fulcrum_bin)
         port, admin_port = free_ports(2)
         conf = self.tmp / f"fulcrum-{port}.yaml"
-        conf.write_text(fulcrum_yaml(port, admin_port, backends, idle))
+        edge_log = self.tmp / f"fulcrum-access-{port}.log" if edge else None
+        conf.write_text(fulcrum_yaml(port, admin_port, backends, idle, edge_log))
         # FULCRUM_* variables in the environment pass through (the CLI reads them as overrides).
-        return self.children.start("fulcrum", [fulcrum, "run", "--config", str(conf)], port)
+        name = "fulcrum-edge" if edge else "fulcrum"
+        return self.children.start(name, [fulcrum, "run", "--config", str(conf)], port)
+
+    def _start_fulcrum_edge(self, backends: list[int], idle: bool) -> Managed:
+        return self._start_fulcrum(backends, idle, edge=True)

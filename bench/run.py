@@ -49,8 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk per balancer before round 1")
     p.add_argument("--body-mb", type=int, default=256, help="size of the big body in MiB")
     p.add_argument("--idle-conns", type=int, default=10_000, help="idle connections to hold open")
-    p.add_argument("--balancers", default=",".join(BALANCERS),
-                   help="comma-separated balancers; haproxy is dropped when not installed")
+    p.add_argument("--balancers", default="nginx,fulcrum,haproxy",
+                   help="comma-separated balancers (" + ", ".join(BALANCERS) + "); haproxy is dropped when "
+                        "not installed; the -edge variants run the throughput phase only")
+    p.add_argument("--edge", action="store_true",
+                   help="add nginx-edge and fulcrum-edge: rate limiting and an access log on")
     p.add_argument("--haproxy", action="store_true", help="install HAProxy if missing and bench it")
     p.add_argument("--fulcrum-bin", help="fulcrum executable (default: .venv/bin/fulcrum)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the markdown report goes")
@@ -61,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_phases = "throughput" if args.quick else ",".join(PHASES)
     args.phases = [x.strip() for x in (args.only or default_phases).split(",") if x.strip()]
     args.balancers = [x.strip() for x in args.balancers.split(",") if x.strip()]
+    if args.edge:
+        args.balancers += [b for b in ("nginx-edge", "fulcrum-edge") if b not in args.balancers]
     for name, allowed, what in ((args.phases, PHASES, "--only"), (args.balancers, BALANCERS, "--balancers")):
         bad = [x for x in name if x not in allowed]
         if bad:
@@ -184,19 +189,21 @@ def _environment(args, names: list[str]) -> list[str]:
 
 def _paired_ratios(runs: list[WrkRun], names: list[str]) -> list[str]:
     """Ratios to nginx within each round (the runs a few seconds apart), then their
-    median: steadier on a shared box than the ratio of two medians."""
+    median: steadier on a shared box than the ratio of two medians. An -edge variant
+    is compared with nginx-edge (the same features on) when that ran."""
     lines = []
     for n in names:
-        if n == "nginx":
+        base = "nginx-edge" if n.endswith("-edge") and "nginx-edge" in names else "nginx"
+        if n == base:
             continue
         rps, cpu = [], []
         for r in runs:
-            ref = next((x for x in runs if x.balancer == "nginx" and x.round == r.round), None)
+            ref = next((x for x in runs if x.balancer == base and x.round == r.round), None)
             if r.balancer == n and ref is not None and ref.rps and ref.cpu_us_per_req:
                 rps.append(r.rps / ref.rps)
                 cpu.append(r.cpu_us_per_req / ref.cpu_us_per_req)
         if rps:
-            lines.append(f"- {n}: per-round ratio to nginx, median — req/s {_median(rps):.2f}×, "
+            lines.append(f"- {n}: per-round ratio to {base}, median — req/s {_median(rps):.2f}×, "
                          f"CPU/req {_median(cpu):.2f}× (rounds: {', '.join(f'{x:.2f}' for x in rps)})")
     return lines
 
@@ -226,10 +233,11 @@ def report(args, names: list[str], runs: list[WrkRun], transfers: list[Transfer]
                         f"{r.cpu_us_per_req:.1f}", f"{r.requests:,}", str(r.socket_errors + r.non_2xx)]
                        for r in runs]) + [""]
 
+    plain = [n for n in names if not n.endswith("-edge")]  # the -edge variants run throughput only
     if "body" in args.phases:
         out += [f"## Big body — {args.body_mb} MiB through each balancer, {args.body_rounds} round(s), medians", ""]
         each = {(n, d): [t.mb_per_s for t in transfers if t.balancer == n and t.direction == d and t.round]
-                for n in [DIRECT, *names] for d in ("download", "upload")}
+                for n in [DIRECT, *plain] for d in ("download", "upload")}
         rate = {key: _median(values) for key, values in each.items()}
 
         def spread(key) -> str:
@@ -237,7 +245,7 @@ def report(args, names: list[str], runs: list[WrkRun], transfers: list[Transfer]
             return f"{rate[key]:,.0f} ({min(values):,.0f}–{max(values):,.0f})" if values else "—"
 
         rows = []
-        for n in [DIRECT, *names]:
+        for n in [DIRECT, *plain]:
             mine = [t for t in transfers if t.balancer == n]
             growth = max((t.rss_growth_mb for t in mine), default=float("nan"))
             before = mine[0].rss_before_mb if mine else float("nan")
@@ -331,9 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in args.phases:
             runs = phase_throughput(lab, names, backends, args)
         if "body" in args.phases:
-            transfers, body_note = phase_body(lab, names, backend, args)
+            transfers, body_note = phase_body(lab, [n for n in names if not n.endswith("-edge")], backend, args)
         if "idle" in args.phases:
-            idle = phase_idle(lab, names, backends, args)
+            idle = phase_idle(lab, [n for n in names if not n.endswith("-edge")], backends, args)
         text = report(args, names, runs, transfers, body_note, idle)
         text += f"\n_Bench took {time.monotonic() - started:.0f} s._\n"
         print(text)
