@@ -121,7 +121,7 @@ class Limits(Section):
     max_body_size: Size = 1 << 30                            # → 413; 0 = unlimited
     max_connections: int = Field(10_000, ge=0)               # open client connections → 503; 0 = unlimited
     max_connections_per_ip: int = Field(0, ge=0)             # per peer address → 503; 0 = unlimited
-    min_body_rate: Size = 1024                               # bytes/s a request body must average → 408; 0 = off
+    min_body_rate: Size = 500                                # bytes/s a request body must average, else close; 0 = off
 
 
 class UpstreamConfig(Section):

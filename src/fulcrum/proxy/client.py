@@ -58,7 +58,7 @@ class ClientConnection(asyncio.Protocol):
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
-        "body_start", "body_seen", "counted",
+        "body_start", "body_seen", "body_pauses", "counted",
     )
 
     def __init__(self, server: "ProxyServer") -> None:
@@ -88,6 +88,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_left = 0  # Content-Length bytes of the request still to come (see _pass_body)
         self.body_start = 0.0  # since when the body rate is measured (limits.min_body_rate)
         self.body_seen = 0
+        self.body_pauses = 0
         self.counted = False   # in the server's per-address connection count
 
     # -- phase: accept ----------------------------------------------------------
@@ -211,6 +212,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange.has_body:
             self.last_body = self.body_start = self.loop.time()
             self.body_seen = 0
+            self.body_pauses = self.gate.pauses
             self._wait(_BODY, self.settings.client_body_timeout)
         else:
             self.wait = _NONE
@@ -390,12 +392,14 @@ class ClientConnection(asyncio.Protocol):
 
     def _body_too_slow(self, now: float) -> bool:
         """limits.min_body_rate: after a grace of timeouts.client_body, the body must have
-        averaged the minimum rate. Time we held reads paused restarts the measurement."""
+        averaged the minimum rate. Any pause of our reading restarts the measurement:
+        a body we did not read is not the client's slowness."""
         min_rate = self.settings.min_body_rate
         if not min_rate:
             return False
-        if self.gate.paused_by:
-            self.body_start, self.body_seen = now, 0
+        gate = self.gate
+        if gate.paused_by or gate.pauses != self.body_pauses:
+            self.body_start, self.body_seen, self.body_pauses = now, 0, gate.pauses
             return False
         elapsed = now - self.body_start
         if elapsed < self.settings.client_body_timeout or self.body_seen >= min_rate * elapsed:

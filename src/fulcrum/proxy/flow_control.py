@@ -14,15 +14,17 @@ CLOSING = 8       # an error response is queued; nothing more is read
 class ReadGate:
     """Pauses and resumes reading on one transport by a set of reason bits."""
 
-    __slots__ = ("transport", "paused_by")
+    __slots__ = ("transport", "paused_by", "pauses")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.paused_by = 0
+        self.pauses = 0  # times reading stopped: lets a rate measurement see a pause it did not watch
 
     def pause(self, reason: int) -> None:
         if not self.paused_by:
             self.transport.pause_reading()
+            self.pauses += 1
         self.paused_by |= reason
 
     def resume(self, reason: int) -> None:

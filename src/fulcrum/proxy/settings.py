@@ -20,7 +20,7 @@ class ProxySettings:
             max_header_bytes=65536, max_header_count=100, max_url_length=8192,
             max_body_size=1 << 30, high_water=256 * 1024, low_water=64 * 1024,
             max_idle_per_backend=64, max_requests_per_connection=0,
-            max_connections=10_000, max_connections_per_ip=0, min_body_rate=1024,
+            max_connections=10_000, max_connections_per_ip=0, min_body_rate=500,
         )
         unknown = set(values) - set(defaults)
         if unknown:
