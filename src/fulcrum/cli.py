@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "check":
         pools = ", ".join(f"{n} ({len(p.backends)} backends, {p.strategy.name})" for n, p in runtime.pools.items())
-        print(f"{source}: configuration is valid; pools: {pools}; routes: {len(config.routes)}")
+        filters = ", ".join(runtime.unrouted.chain.names) or "none"
+        print(f"{source}: configuration is valid; pools: {pools}; routes: {len(config.routes)}; filters: {filters}")
         return 0
     from fulcrum.observability.logging import setup_logging
     from fulcrum.runtime.app import run
