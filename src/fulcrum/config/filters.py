@@ -21,7 +21,7 @@ def _cidrs(values: list[str]) -> list[str]:
         try:
             TrustedProxies([value])
         except ValueError as exc:
-            raise ValueError(f"[{i}]: {str(exc).split(': ', 1)[-1]}") from None
+            raise ValueError(f"entry {i}: {str(exc).split(': ', 1)[-1]}") from None
     return values
 
 
@@ -72,7 +72,7 @@ class CorsConfig(Section):
             origin = origin.strip().lower().rstrip("/")
             if not _ORIGIN_RE.match(origin):
                 raise ValueError(
-                    f"allow_origins[{i}]: must be '*' or scheme://host[:port], where host may start "
+                    f"entry {i}: must be '*' or scheme://host[:port], where host may start "
                     f"with '*.' (got {origins[i]!r})")
             cleaned.append(origin)
         return cleaned

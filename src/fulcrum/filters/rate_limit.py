@@ -53,5 +53,6 @@ class RateLimit(Filter):
         decision = exchange.limit
         if decision is None or (decision.allowed and not self.always_headers):
             return
-        head.lines.append(b"RateLimit-Limit: %d\r\nRateLimit-Remaining: %d\r\nRateLimit-Reset: %d\r\n" % (
-            decision.limit, decision.remaining, math.ceil(decision.reset)))
+        head.add(b"RateLimit-Limit", b"%d" % decision.limit)
+        head.add(b"RateLimit-Remaining", b"%d" % decision.remaining)
+        head.add(b"RateLimit-Reset", b"%d" % math.ceil(decision.reset))

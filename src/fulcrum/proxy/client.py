@@ -16,7 +16,8 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 
 from fulcrum.http.errors import HttpError
 from fulcrum.http.responses import error_response
-from fulcrum.proxy.exchange import Exchange
+from fulcrum.filters.base import ResponseHead
+from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class _Rejection:
     the class attributes are the exchange fields it has no value for.
     """
 
-    __slots__ = ("status", "reason", "request_id", "client_ip")
+    __slots__ = ("status", "reason", "request_id", "client_ip", "secure")
 
     method = target = b"-"
     route = ""
@@ -44,11 +45,19 @@ class _Rejection:
     duration = upstream_time = 0.0
     rate_limited = False
 
-    def __init__(self, status: int, reason: str, request_id: bytes, client_ip: str = "") -> None:
+    def __init__(self, status: int, reason: str, request_id: bytes, client_ip: str = "",
+                 secure: bool = False) -> None:
         self.status = status
         self.reason = reason
         self.request_id = request_id
         self.client_ip = client_ip
+        self.secure = secure
+
+    def header(self, name: bytes) -> None:
+        return None  # the request was not (wholly) read: filters see no headers
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        return []
 
 
 class ClientConnection(asyncio.Protocol):
@@ -103,7 +112,7 @@ class ClientConnection(asyncio.Protocol):
         if refused:
             self.parser = None
             self.closed = True
-            self._answer(_Rejection(503, refused, self.server.next_request_id(), self.client_ip))
+            self._answer(_Rejection(503, refused, self.server.next_request_id(), self.client_ip, self.server.tls))
             transport.close()
             return
         self._wait(_HEAD, self.settings.client_header_timeout)
@@ -312,7 +321,7 @@ class ClientConnection(asyncio.Protocol):
         elif receiving is not None and self.queue and receiving in self.queue:
             self.queue.remove(receiving)  # pipelined and not started: never forward half of it
         request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
-        self._enqueue(_Rejection(status, reason, request_id, self.client_ip))
+        self._enqueue(_Rejection(status, reason, request_id, self.client_ip, self.server.tls))
         log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
         self._advance()
 
@@ -322,18 +331,21 @@ class ClientConnection(asyncio.Protocol):
         self._close()
 
     def _answer(self, rejection: _Rejection) -> None:
-        """Write an answer of the connection's own (no exchange), and log it like one."""
-        self.transport.write(error_response(rejection.status, rejection.request_id, rejection.reason))
-        server = self.server
-        hooks = server.runtime.unrouted.chain.log
-        if hooks or server.request_metrics is not None:
+        """Write an answer of the connection's own (no exchange) through the global
+        filters' response side, and log it like an exchange."""
+        chain = self.server.runtime.unrouted.chain
+        extra = b""
+        if chain.response:
             try:
-                for hook in hooks:
-                    hook(rejection)
-                if server.request_metrics is not None:
-                    server.request_metrics.observe(rejection)
-            except Exception:
-                log.exception("internal error", extra={"fields": {"phase": "log"}})
+                head = ResponseHead(rejection.status, [])
+                for hook in chain.response:
+                    hook(rejection, head)
+                extra = b"".join(head.lines)
+            except Exception as exc:
+                log.error("internal error", exc_info=exc, extra={"fields": {
+                    "request_id": rejection.request_id.decode("latin-1"), "phase": "response filter"}})
+        self.transport.write(error_response(rejection.status, rejection.request_id, rejection.reason, extra=extra))
+        run_log_phase(rejection, chain, self.server.request_metrics)
 
     def abort_response(self) -> None:
         """A response broke off after its head was sent: cut the connection."""
@@ -413,7 +425,7 @@ class ClientConnection(asyncio.Protocol):
         if what == _HEAD:
             if self.in_head:
                 self._answer(_Rejection(408, "request head not received in time",
-                                        self.server.next_request_id(), self.client_ip))
+                                        self.server.next_request_id(), self.client_ip, self.server.tls))
             self._close()
         elif what == _IDLE:
             self._close()

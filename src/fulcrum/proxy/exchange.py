@@ -9,6 +9,7 @@ that body would otherwise be read as the next request.
 from __future__ import annotations
 
 import logging
+import re
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,9 @@ log = logging.getLogger("fulcrum.proxy")
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
 _GATEWAY_FAILURES = frozenset({502, 503, 504})
+# A client's X-Request-ID is kept only when it is 1-200 visible ASCII characters: it is
+# echoed into logs and responses, where a space or a line break could forge a field or a line.
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
 
 
 class Exchange(Failover):
@@ -146,7 +150,7 @@ class Exchange(Failover):
             elif kind == FORWARDED_FOR:
                 forwarded_for.append(value)
             elif kind == REQUEST_ID:
-                if 0 < len(value) <= 200:
+                if _REQUEST_ID.fullmatch(value):
                     self.request_id = value
             elif kind == CONNECTION:
                 tokens = named_by_connection(value)
@@ -523,16 +527,8 @@ class Exchange(Failover):
         """Phase log: the chain's log hooks and the request metrics, once per exchange."""
         self.duration = monotonic() - self.received_at
         metrics = self.client.server.request_metrics
-        if not self.chain.log and metrics is None:
-            return
-        try:
-            for hook in self.chain.log:
-                hook(self)
-            if metrics is not None:
-                metrics.observe(self)
-        except Exception:
-            log.exception("internal error", extra={"fields": {
-                "request_id": self.request_id.decode("latin-1"), "phase": "log"}})
+        if self.chain.log or metrics is not None:
+            run_log_phase(self, self.chain, metrics)
 
     def abort(self) -> None:
         """The client went away: drop the backend connection mid-exchange."""
@@ -552,6 +548,22 @@ class Exchange(Failover):
             self.backend.in_flight -= 1
             self.pool.release(self.backend, monotonic())  # frees a half-open probe slot
         self._log()
+
+
+def run_log_phase(exchange, chain, metrics) -> None:
+    """Every log hook, then the metrics; one that raises is logged and skips nothing else."""
+    for hook in chain.log:
+        try:
+            hook(exchange)
+        except Exception:
+            log.exception("internal error", extra={"fields": {
+                "request_id": exchange.request_id.decode("latin-1"), "phase": "log", "hook": repr(hook)}})
+    if metrics is not None:
+        try:
+            metrics.observe(exchange)
+        except Exception:
+            log.exception("internal error", extra={"fields": {
+                "request_id": exchange.request_id.decode("latin-1"), "phase": "metrics"}})
 
 
 def _connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
