@@ -110,6 +110,7 @@ class Timeouts(Section):
     client_idle: PositiveDuration = 60.0     # idle keep-alive client connection is closed
     pool_idle: PositiveDuration = 60.0       # idle pooled backend connection is closed
     client_body: PositiveDuration = 60.0     # no request-body bytes for this long → close
+    tunnel_idle: PositiveDuration = 300.0    # an upgraded (WebSocket) connection silent both ways → close
 
 
 class Limits(Section):

@@ -67,7 +67,7 @@ class ClientConnection(asyncio.Protocol):
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
-        "body_start", "body_seen", "body_pauses", "counted",
+        "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early",
     )
 
     def __init__(self, server: "ProxyServer") -> None:
@@ -99,6 +99,8 @@ class ClientConnection(asyncio.Protocol):
         self.body_seen = 0
         self.body_pauses = 0
         self.counted = False   # in the server's per-address connection count
+        self.tunnel = None     # after a protocol switch (proxy/tunnel.py)
+        self.early = b""       # bytes that followed an upgrade request's head
 
     # -- phase: accept ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,10 +151,13 @@ class ClientConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except HttpError as exc:
             self._reject(exc.status, exc.reason)
-        except HttpParserUpgrade:
-            # No tunnelling yet: the request went on without Upgrade and the
-            # connection closes after its response; nothing after it is read.
+        except HttpParserUpgrade as exc:
+            # Nothing after an upgrade request is HTTP. What already came is kept for the
+            # tunnel if the backend switches protocols; else the connection closes after
+            # the response (the request went on without its Upgrade).
             self.parser = None
+            self.early = data[exc.args[0]:]
+            self.gate.pause(CLOSING)
         except HttpParserCallbackError as exc:
             self._callback_failed(exc.__context__)
         except HttpParserError as exc:
@@ -212,10 +217,11 @@ class ClientConnection(asyncio.Protocol):
         if self.header_bytes + len(method) + 14 > self.settings.max_header_bytes:
             raise HttpError(431, f"request head larger than {self.settings.max_header_bytes} bytes")
         http11 = parser.get_http_version() == "1.1"
-        keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+        upgrade = parser.should_upgrade()
+        keep_alive = parser.should_keep_alive() and not upgrade
         exchange = Exchange(self, self.server.runtime, method, self.url,
                             self.headers, http11, keep_alive)
-        exchange.prepare()
+        exchange.prepare(upgrade)
         self.receiving = exchange
         self.body_left = exchange.content_length
         if exchange.has_body:
@@ -436,8 +442,31 @@ class ClientConnection(asyncio.Protocol):
             self.current = None
             self._close()
 
+    # -- tunnels (WebSocket) ------------------------------------------------------------
+    def tunnel_opened(self, tunnel) -> bytes:
+        """The exchange became a tunnel, which owns the transport from now on; returns the
+        bytes the client sent after its upgrade request."""
+        self.tunnel = tunnel
+        self.current = None
+        self.wait = _NONE
+        self.server.tunnels_opened += 1
+        early, self.early = self.early, b""
+        return early
+
+    def tunnel_closed(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server.tunnels_closed += 1
+        self.server.release(self)
+
     def shutdown(self) -> None:
-        """Close now if idle; otherwise close after the response in flight."""
+        """Close now if idle; otherwise close after the response in flight. A tunnel
+        closes at once (cleanly: a FIN both ways once written bytes are out)."""
+        if self.tunnel is not None:
+            self.tunnel.close("shutting down")
+            return
         if self.current is None and not self.queue:
             self._close()
         else:

@@ -24,6 +24,7 @@ from fulcrum.http.headers import (
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
 from fulcrum.proxy.failover import Failover
+from fulcrum.proxy.tunnel import Tunnel
 
 if TYPE_CHECKING:
     from fulcrum.proxy.client import ClientConnection
@@ -51,7 +52,7 @@ class Exchange(Failover):
         "response_started", "response_done", "head_pending", "framing", "status",
         "sent_at", "retried", "aborted", "bytes_out", "content_length",
         "tries", "tried", "replay", "replay_bytes", "started_at", "retry_timer",
-        "route", "chain", "received_at", "upstream_time", "duration", "limit",
+        "route", "chain", "received_at", "upstream_time", "duration", "limit", "upgrade",
     )
 
     def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
@@ -98,6 +99,7 @@ class Exchange(Failover):
         self.upstream_time = 0.0   # request sent → response head, for the last try
         self.duration = 0.0        # head received → exchange ended, set before the log phase
         self.limit = None          # the rate limiter's Decision, when one was taken
+        self.upgrade: bytes | None = None  # the Upgrade asked for and passed on (WebSocket)
 
     # -- RequestInfo, for strategies and routes --------------------------------
     def header(self, name: bytes) -> bytes | None:
@@ -121,9 +123,11 @@ class Exchange(Failover):
         return self.limit is not None and not self.limit.allowed
 
     # -- phase: prepare (runs as soon as the head is parsed) ---------------------
-    def prepare(self) -> None:
+    def prepare(self, upgrade: bool = False) -> None:
         """Check the head and build the request line and headers for the backend.
 
+        ``upgrade``: the client asked to switch protocols; a WebSocket upgrade (GET with
+        ``Upgrade: websocket``) is passed on, any other is dropped with the hop-by-hop headers.
         Raises HttpError for anything ambiguous; the connection then answers and closes.
         """
         settings = self.runtime.settings
@@ -172,6 +176,11 @@ class Exchange(Failover):
             out.append(self._body_framing(te, content_length, settings.max_body_size))
         if named:
             out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
+        if upgrade and self.method == b"GET":
+            value = self.header(b"upgrade")
+            if value is not None and b"websocket" in value.lower():
+                self.upgrade = value
+                out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % value)
         if not self.request_id:
             self.request_id = self.client.server.next_request_id()
         client_ip = self.client.client_ip_bytes
@@ -456,6 +465,45 @@ class Exchange(Failover):
         if tail:
             self.client.transport.write(tail)
         self.finish()
+
+    # -- protocol switch (WebSocket): the exchange becomes a tunnel -----------------
+    def on_switching_protocols(self, conn: "UpstreamConnection", reason: bytes,
+                               headers: list[tuple[bytes, bytes]]) -> None:
+        """The backend accepted the upgrade: relay its 101 head."""
+        now = monotonic()
+        self.upstream_time = now - self.sent_at
+        if self.backend.breaker is not None or self.pool.outliers is not None:
+            self.pool.record(self.backend, True, now)
+        self.status = 101
+        lines = [b"HTTP/1.1 101 %s\r\n" % reason]
+        upgrade = self.upgrade
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"upgrade":
+                upgrade = value
+            elif lower not in RESPONSE_HEADERS:
+                lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"Connection: Upgrade\r\nUpgrade: %s\r\nX-Request-ID: %s\r\n\r\n" % (upgrade, self.request_id))
+        self.client.transport.write(b"".join(lines))
+        self.response_started = True
+
+    def start_tunnel(self, conn: "UpstreamConnection", rest: bytes) -> None:
+        """After the 101: both connections become a tunnel; ``rest`` came after the backend's head."""
+        self.conn = None
+        conn.exchange = None
+        conn.deadline = None
+        conn.reusable = False  # never back to the pool: it speaks another protocol now
+        tunnel = Tunnel(self, self.client, conn, self.runtime.settings.tunnel_idle_timeout)
+        early = self.client.tunnel_opened(tunnel)
+        tunnel.start(early, rest)
+
+    def tunnel_closed(self, bytes_up: int, bytes_down: int) -> None:
+        """The tunnel ended: the exchange ends with it (in flight until now), and is logged."""
+        self.body_bytes += bytes_up
+        self.bytes_out += bytes_down
+        self.response_done = True
+        self.backend.in_flight -= 1
+        self._log()
 
     def upstream_write_paused(self) -> None:
         self.client.gate.pause(BACKPRESSURE)

@@ -26,6 +26,7 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.per_address: dict[str, int] = {}   # open connections per peer, when limited
         self.refused_total = 0
+        self.tunnels_opened = self.tunnels_closed = 0  # WebSocket tunnels, for metrics
         self.tls = False
         self.request_metrics = None  # observability's per-request recorder, when metrics are on
         self.server: asyncio.AbstractServer | None = None

@@ -10,7 +10,7 @@ class ProxySettings:
         "client_idle_timeout", "client_body_timeout", "pool_idle_timeout",
         "max_header_bytes", "max_header_count", "max_url_length", "max_body_size",
         "high_water", "low_water", "max_idle_per_backend", "max_requests_per_connection",
-        "max_connections", "max_connections_per_ip", "min_body_rate", "client_tick",
+        "max_connections", "max_connections_per_ip", "min_body_rate", "tunnel_idle_timeout", "client_tick",
     )
 
     def __init__(self, **values: float | int) -> None:
@@ -20,7 +20,7 @@ class ProxySettings:
             max_header_bytes=65536, max_header_count=100, max_url_length=8192,
             max_body_size=1 << 30, high_water=256 * 1024, low_water=64 * 1024,
             max_idle_per_backend=64, max_requests_per_connection=0,
-            max_connections=10_000, max_connections_per_ip=0, min_body_rate=500,
+            max_connections=10_000, max_connections_per_ip=0, min_body_rate=500, tunnel_idle_timeout=300.0,
         )
         unknown = set(values) - set(defaults)
         if unknown:
@@ -37,7 +37,7 @@ class ProxySettings:
         return cls(
             connect_timeout=t.connect, response_timeout=t.response,
             client_header_timeout=t.client_header, client_idle_timeout=t.client_idle,
-            client_body_timeout=t.client_body, pool_idle_timeout=t.pool_idle,
+            client_body_timeout=t.client_body, pool_idle_timeout=t.pool_idle, tunnel_idle_timeout=t.tunnel_idle,
             max_header_bytes=lim.max_header_bytes, max_header_count=lim.max_header_count,
             max_url_length=lim.max_url_length, max_body_size=lim.max_body_size,
             high_water=buf.high_water, low_water=buf.low_water,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 if TYPE_CHECKING:
     from fulcrum.proxy.exchange import Exchange
@@ -32,7 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool", "loop", "transport", "parser", "exchange", "headers", "reason",
         "in_head", "informational", "complete", "reusable", "expect_eof",
         "skip_body", "served", "idle_since", "closed", "read_paused",
-        "deadline", "timer", "last_read", "_timer_at", "received", "body_left",
+        "deadline", "timer", "last_read", "_timer_at", "received", "body_left", "upgraded",
     )
 
     def __init__(self, pool: "ConnectionPool") -> None:
@@ -59,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.received = False
         self.body_left = 0           # Content-Length bytes still to come (see _pass_body)
+        self.upgraded = False        # a 101 was relayed: what follows the head is the tunnel's
 
     # -- lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -168,10 +169,23 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = self.loop.time()
         self.received = True
         if self.body_left:
-            self._pass_body(exchange, data)
+            try:
+                self._pass_body(exchange, data)
+            except Exception as exc:  # our bug: the exchange answers for it, the server goes on
+                self.exchange = None
+                self.abort()
+                exchange.internal_error(exc, "response body")
             return
         try:
             self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            if self.upgraded:
+                exchange.start_tunnel(self, data[exc.args[0]:])
+                return
+            self.exchange = None
+            self.abort()
+            exchange.upstream_invalid(self, "invalid response from backend: an upgrade nobody asked for")
+            return
         except HttpParserError as exc:
             self.exchange = None
             self.abort()
@@ -179,7 +193,8 @@ class UpstreamConnection(asyncio.Protocol):
             if isinstance(cause, Discarded):
                 return
             if not isinstance(cause, HttpParserError):
-                log.error("internal error on a backend response", exc_info=cause)
+                exchange.internal_error(cause, "response")  # our bug, not the backend's
+                return
             if self.complete:
                 exchange.on_response_complete(self)
             else:
@@ -240,7 +255,11 @@ class UpstreamConnection(asyncio.Protocol):
             if status < 100:
                 raise HttpParserError(f"invalid status code {status}")
             if status == 101:
-                raise HttpParserError("101 Switching Protocols without an upgrade request")
+                if exchange.upgrade is None:
+                    raise HttpParserError("101 Switching Protocols without an upgrade request")
+                self.upgraded = True
+                exchange.on_switching_protocols(self, self.reason, self.headers)
+                return
             self.informational = True
             exchange.on_informational(status, self.reason, self.headers)
             return
