@@ -36,6 +36,7 @@ from fulcrum.config.pool_policies import (
     CircuitBreakerConfig, HealthCheckConfig, OutlierDetectionConfig, RetryConfig,
 )
 from fulcrum.config.sections import PositiveDuration, Section, UrlPath
+from fulcrum.config.tls import TlsConfig
 from fulcrum.config.units import Size
 
 CROSS_CHECK_ERROR = "config_cross_check"
@@ -279,6 +280,7 @@ class Config(Section):
     security_headers: SecurityHeadersConfig | None = None
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
     filters: list[FilterRef] = []
+    tls: TlsConfig | None = None      # a TLS listener beside ``listen``; null = none
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -303,6 +305,11 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         if not _POOL_NAME_RE.match(name):
             problems.append((f"pools.{name}", "pool names may use only letters, digits, '_' and '-'"))
         problems.extend(_duplicate_backends(f"pools.{name}", pool))
+    if config.tls is not None:
+        try:
+            parse_host_port(config.tls.listen)
+        except ValueError as exc:
+            problems.append(("tls.listen", str(exc)))
     host, _ = config.admin.listen_addr
     if not config.admin.token and not _is_loopback(host):
         problems.append(("admin.token", f"required when admin.listen is not on loopback "

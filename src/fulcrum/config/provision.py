@@ -20,6 +20,7 @@ from fulcrum.filters.builder import FilterBuilder
 from fulcrum.filters.resources import Resources
 from fulcrum.proxy.pool import ConnectionPool
 from fulcrum.proxy.routing import Route, Router
+from fulcrum.proxy.tls import TlsTerminator
 from fulcrum.proxy.settings import ProxySettings
 from fulcrum.health.checker import ActiveChecker
 from fulcrum.resilience.circuit_breaker import CircuitBreaker
@@ -43,6 +44,13 @@ def provision(config: Config, source: str = "config.yaml",
         pool = _provision_pool(name, pool_config, settings, loop, source, problems, origins)
         if pool is not None:
             pools[name] = pool
+    tls = None
+    if config.tls is not None:
+        try:
+            tls = TlsTerminator(config.tls.certificates, config.tls.min_version, config.tls.ciphers)
+        except ValueError as exc:
+            where, _, message = str(exc).partition(": ")
+            problems.append(format_problem(source, f"tls.{where}", message))
     resources = Resources(log_format=config.log.format)
     filters = FilterBuilder(config, resources, source, problems)
     chain = filters.chain(None, "")
@@ -58,7 +66,9 @@ def provision(config: Config, source: str = "config.yaml",
     if len(pools) == 1 and not routes:
         pool = next(iter(pools.values()))
         default = Destination(pool.name, pool, chain)
-    return Runtime(settings, pools, Router(routes, default), config, resources, chain)
+    runtime = Runtime(settings, pools, Router(routes, default), config, resources, chain)
+    runtime.tls = tls
+    return runtime
 
 
 def _provision_pool(name, pool_config, settings, loop, source, problems, origins) -> Pool | None:

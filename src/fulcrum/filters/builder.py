@@ -1,7 +1,7 @@
 """Composing filter chains from config, once per runtime: the global chain and one per route.
 
-The order is fixed: access_log → rate_limit → cors → security_headers → the user's
-``filters`` (global ones, then the route's). A route's section is merged over the global
+The order is fixed: https_redirect (with ``tls.redirect_http``) → access_log → rate_limit →
+cors → security_headers → the user's ``filters`` (global ones, then the route's). A route's section is merged over the global
 one (the keys it sets win); a route that does not mention a section shares the global
 filter instance, so it shares its state too (one set of rate-limit buckets).
 """
@@ -32,10 +32,15 @@ class FilterBuilder:
             name: self._builtin(name, getattr(config, name), name) for name in SECTIONS
         }
         self.user = self._user_filters(config.filters, "filters")
+        self.redirect = None
+        tls = getattr(config, "tls", None)
+        if tls is not None and tls.redirect_http:
+            from fulcrum.filters.https_redirect import HttpsRedirect
+            self.redirect = HttpsRedirect(None, resources)
 
     def chain(self, route, prefix: str) -> Chain:
         """The chain for ``route`` (None: the global chain; ``prefix`` locates its config)."""
-        filters: list[Filter | None] = []
+        filters: list[Filter | None] = [self.redirect]  # before anything else: plain HTTP goes no further
         for name in SECTIONS:
             local = getattr(route, name) if route is not None else None
             if local is None:

@@ -16,6 +16,7 @@ class Resources:
         self.clock = clock
         self.log_format = log_format
         self.writers: dict[str, AccessLogWriter] = {}
+        self.tls_port = 443  # set by the listener once the TLS port is bound
 
     def access_log_writer(self, output: str, max_pending: int) -> AccessLogWriter:
         writer = self.writers.get(output)

@@ -67,11 +67,12 @@ class ClientConnection(asyncio.Protocol):
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
-        "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early",
+        "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
     )
 
-    def __init__(self, server: "ProxyServer") -> None:
+    def __init__(self, server: "ProxyServer", tls: bool = False) -> None:
         self.server = server
+        self.tls = tls         # accepted on the TLS listener
         self.loop = server.loop
         self.settings = server.runtime.settings
         self.transport: asyncio.Transport | None = None
@@ -114,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         if refused:
             self.parser = None
             self.closed = True
-            self._answer(_Rejection(503, refused, self.server.next_request_id(), self.client_ip, self.server.tls))
+            self._answer(_Rejection(503, refused, self.server.next_request_id(), self.client_ip, self.tls))
             transport.close()
             return
         self._wait(_HEAD, self.settings.client_header_timeout)
@@ -327,7 +328,7 @@ class ClientConnection(asyncio.Protocol):
         elif receiving is not None and self.queue and receiving in self.queue:
             self.queue.remove(receiving)  # pipelined and not started: never forward half of it
         request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
-        self._enqueue(_Rejection(status, reason, request_id, self.client_ip, self.server.tls))
+        self._enqueue(_Rejection(status, reason, request_id, self.client_ip, self.tls))
         log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
         self._advance()
 
@@ -431,7 +432,7 @@ class ClientConnection(asyncio.Protocol):
         if what == _HEAD:
             if self.in_head:
                 self._answer(_Rejection(408, "request head not received in time",
-                                        self.server.next_request_id(), self.client_ip, self.server.tls))
+                                        self.server.next_request_id(), self.client_ip, self.tls))
             self._close()
         elif what == _IDLE:
             self._close()

@@ -116,7 +116,7 @@ class Exchange(Failover):
     @property
     def secure(self) -> bool:
         """True when the client connection is TLS."""
-        return self.client.server.tls
+        return self.client.tls
 
     @property
     def rate_limited(self) -> bool:
@@ -190,8 +190,8 @@ class Exchange(Failover):
             xff = client_ip
         if host:
             out.append(b"X-Forwarded-Host: %s\r\n" % host)
-        out.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Request-ID: %s\r\n\r\n"
-                   % (xff, self.request_id))
+        out.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n\r\n"
+                   % (xff, b"https" if self.client.tls else b"http", self.request_id))
         self.upstream_head = b"".join(out)
 
     def _body_framing(self, te: list[bytes], content_length: bytes | None, limit: int) -> bytes:

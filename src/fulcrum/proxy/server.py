@@ -27,7 +27,7 @@ class ProxyServer:
         self.per_address: dict[str, int] = {}   # open connections per peer, when limited
         self.refused_total = 0
         self.tunnels_opened = self.tunnels_closed = 0  # WebSocket tunnels, for metrics
-        self.tls = False
+        self.tls_server: asyncio.AbstractServer | None = None
         self.request_metrics = None  # observability's per-request recorder, when metrics are on
         self.server: asyncio.AbstractServer | None = None
         # Ids are a per-process random prefix plus a counter: unique, and far
@@ -70,14 +70,26 @@ class ProxyServer:
         return b"%s-%08x" % (self._id_prefix, next(self._ids))
 
     async def start(self, host: str, port: int, backlog: int = 4096) -> None:
-        self.server = await self.loop.create_server(
-            lambda: ClientConnection(self), host, port, backlog=backlog, reuse_address=True,
-        )
-        for sock in self.server.sockets:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        """Bind the plain listener, and the TLS one when configured."""
+        self.server = await self._listen(lambda: ClientConnection(self), host, port, backlog)
+        tls = self.runtime.tls
+        if tls is not None:
+            from fulcrum.config.model import parse_host_port
+            tls_host, tls_port = parse_host_port(self.runtime.config.tls.listen)
+            self.tls_server = await self._listen(lambda: ClientConnection(self, tls=True), tls_host, tls_port,
+                                                 backlog, ssl=tls.context)
+            address = self.tls_server.sockets[0].getsockname()
+            self.runtime.resources.tls_port = address[1]  # for https redirects (port 0 binds a free one)
+            log.info("listening tls", extra={"fields": {"address": f"{tls_host}:{address[1]}"}})
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.runtime.start()
+
+    async def _listen(self, factory, host: str, port: int, backlog: int, ssl=None) -> asyncio.AbstractServer:
+        server = await self.loop.create_server(factory, host, port, backlog=backlog, reuse_address=True, ssl=ssl)
+        for sock in server.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return server
 
     @property
     def addresses(self) -> list[tuple]:
@@ -89,14 +101,17 @@ class ProxyServer:
             for conns in pool.connections.values():
                 conns.sweep(now)
             pool.refresh(pool.clock())  # ejections that expired, breakers ready to probe
+        if self.runtime.tls is not None:
+            self.runtime.tls.reload_changed()  # renewed certificates, for new handshakes
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, close idle connections, let busy ones finish, then cut."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self.server is not None:
-            self.server.close()
+        for listener in (self.server, self.tls_server):
+            if listener is not None:
+                listener.close()
         await self.runtime.stop()
         for conn in list(self.connections):
             conn.shutdown()

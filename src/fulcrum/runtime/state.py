@@ -29,7 +29,7 @@ class Destination:
 class Runtime:
     """Settings, pools, router and filters for one version of the configuration."""
 
-    __slots__ = ("settings", "pools", "router", "single", "unrouted", "config", "resources")
+    __slots__ = ("settings", "pools", "router", "single", "unrouted", "config", "resources", "tls")
 
     def __init__(self, settings: ProxySettings, pools: dict[str, Pool], router: Router[Destination],
                  config=None, resources: Resources | None = None, chain: Chain = EMPTY) -> None:
@@ -38,6 +38,7 @@ class Runtime:
         self.router = router
         self.config = config
         self.resources = resources or Resources()
+        self.tls = None  # proxy.tls.TlsTerminator, when a TLS listener is configured
         # The fast path: one pool and no routes sends everything there.
         self.single = router.default if not router.routes else None
         # What a request no route matches meets: the global filters, then a 404.

@@ -1,0 +1,156 @@
+"""TLS termination through real sockets: a TLS listener beside the plain one, certificates
+chosen by SNI and reloaded when their files change, the protocol floor, X-Forwarded-Proto,
+HSTS on TLS only, and the plain listener redirecting to https."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+
+import pytest
+
+from tests.support.certs import names_of, self_signed, serial_of
+from tests.support.processes import pool_config, run_cli
+from tests.support.rawhttp import ResponseReader
+
+TLS_LISTENING = re.compile(r"listening tls address=[\d.]+:(\d+)")
+
+
+def tls_port(proc) -> int:
+    for line in proc.lines:
+        m = TLS_LISTENING.search(line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError("no 'listening tls' line:\n" + proc.output)
+
+
+def handshake(port: int, server_name: str | None, max_version=None) -> ssl.SSLSocket:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # self-signed: the tests read the certificate instead
+    if max_version is not None:
+        context.maximum_version = max_version
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname=server_name)
+
+
+def get(sock: socket.socket, target: str, host: str = "a.test"):
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    (response,) = ResponseReader(sock).read()
+    return response
+
+
+@pytest.fixture
+def certs(tmp_path):
+    return {"a": self_signed(tmp_path, "a", ["a.test"]),
+            "b": self_signed(tmp_path, "b", ["b.test", "*.b.test"])}
+
+
+@pytest.fixture
+def tls_lb(backends, fulcrum, certs):
+    def start(**tls):
+        (backend,) = backends(1)
+        pairs = [{"cert": str(c), "key": str(k)} for c, k in certs.values()]
+        config = {"pools": {"web": pool_config(backend)},
+                  "tls": {"listen": "127.0.0.1:0", "certificates": pairs, **tls}}
+        proc = fulcrum(config)
+        return proc, tls_port(proc)
+    return start
+
+
+def test_tls_listener_proxies_and_says_https_to_the_backend(tls_lb):
+    proc, port = tls_lb()
+    with handshake(port, "a.test") as sock:
+        response = get(sock, "/?echo=1")
+    assert response.status == 200
+    sent = {n.lower(): v for n, v in json.loads(response.body)["headers"]}
+    assert sent["x-forwarded-proto"] == "https"
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as plain:  # the plain one still serves
+        response = get(plain, "/?echo=1")
+    sent = {n.lower(): v for n, v in json.loads(response.body)["headers"]}
+    assert sent["x-forwarded-proto"] == "http"
+
+
+@pytest.mark.parametrize("server_name, expected", [
+    ("a.test", ["a.test"]), ("b.test", ["b.test", "*.b.test"]), ("x.b.test", ["b.test", "*.b.test"]),
+    ("unknown.test", ["a.test"]), (None, ["a.test"]),  # no match, no SNI: the first certificate
+])
+def test_certificate_is_chosen_by_sni(tls_lb, server_name, expected):
+    _, port = tls_lb()
+    with handshake(port, server_name) as sock:
+        assert names_of(sock.getpeercert(binary_form=True)) == expected
+
+
+def test_changed_certificate_files_are_reloaded_for_new_handshakes(tls_lb, certs, tmp_path):
+    proc, port = tls_lb()
+    with handshake(port, "b.test") as sock:
+        before = serial_of(sock.getpeercert(binary_form=True))
+    renewed_cert, renewed_key = self_signed(tmp_path, "renewed", ["b.test", "*.b.test"])
+    cert_path, key_path = certs["b"]
+    key_path.write_bytes(renewed_key.read_bytes())
+    cert_path.write_bytes(renewed_cert.read_bytes())
+    expected = serial_of_pem(renewed_cert)
+
+    def served() -> int:
+        with handshake(port, "b.test") as sock:
+            return serial_of(sock.getpeercert(binary_form=True))
+
+    assert wait_for(lambda: served() == expected), (before, expected, proc.output)
+    assert any("certificate reloaded" in line for line in proc.lines)
+
+
+def test_minimum_version_refuses_older_clients(tls_lb):
+    _, port = tls_lb(min_version="1.3")
+    with pytest.raises(ssl.SSLError):
+        handshake(port, "a.test", max_version=ssl.TLSVersion.TLSv1_2)
+    with handshake(port, "a.test") as sock:
+        assert sock.version() == "TLSv1.3"
+
+
+def test_plain_listener_redirects_to_https_when_asked(tls_lb):
+    proc, port = tls_lb(redirect_http=True)
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as plain:
+        response = get(plain, "/path?q=1", host="a.test:8080")
+    assert response.status == 308
+    assert response.header("location") == f"https://a.test:{port}/path?q=1"
+    with handshake(port, "a.test") as sock:
+        assert get(sock, "/path").status == 200
+
+
+def test_hsts_only_over_tls(backends, fulcrum, certs):
+    (backend,) = backends(1)
+    cert, key = certs["a"]
+    proc = fulcrum({"pools": {"web": pool_config(backend)},
+                    "tls": {"listen": "127.0.0.1:0", "certificates": [{"cert": str(cert), "key": str(key)}]},
+                    "security_headers": {"hsts": {"max_age": 600}}})
+    with handshake(tls_port(proc), "a.test") as sock:
+        assert get(sock, "/").header("strict-transport-security") == "max-age=600"
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as plain:
+        assert get(plain, "/").header("strict-transport-security") is None
+
+
+def test_unreadable_certificate_is_a_config_error(tmp_path):
+    path = tmp_path / "fulcrum.yaml"
+    path.write_text(json.dumps({
+        "pools": {"web": {"backends": [{"url": "http://127.0.0.1:9"}]}},
+        "tls": {"certificates": [{"cert": str(tmp_path / "missing.pem"), "key": str(tmp_path / "missing.key")}]},
+    }))
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 2, result
+    assert "tls.certificates[0]" in result.stderr + result.stdout
+
+
+def serial_of_pem(path) -> int:
+    from cryptography import x509
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
