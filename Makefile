@@ -1,10 +1,11 @@
-# Fulcrum make targets: install, demo, run, check, test, bench. `make bench` runs the side-by-side benchmark against nginx (bench/README.md).
+# Fulcrum make targets: install, demo, run, check, test, bench, lint, docker-build. `make bench` runs the side-by-side benchmark against nginx (bench/README.md).
 
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
 BENCH_ARGS ?=
+IMAGE ?= fulcrum
 
-.PHONY: install demo run test bench check
+.PHONY: install demo run test bench check lint docker-build
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
@@ -29,3 +30,12 @@ test:
 # Extra flags: make bench BENCH_ARGS="--quick" (see .venv/bin/python bench/run.py --help).
 bench: $(VENV)/bin/python
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# ruff with the rules in ruff.toml; ruff is installed into the venv when missing.
+lint: install
+	@[ -x $(VENV)/bin/ruff ] || $(VENV)/bin/pip install --quiet --disable-pip-version-check ruff
+	$(VENV)/bin/ruff check src tests bench examples scripts
+
+# The container image (Dockerfile); docker-compose.yml runs it with three example backends.
+docker-build:
+	docker build -t $(IMAGE) .
