@@ -8,6 +8,11 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     echo "setup: installing python3-venv (Debian package)" >&2
     apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
 fi
+# The dashboard's browser test drives Debian's chromium through its chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "setup: installing chromium and chromium-driver (Debian packages, for the dashboard test)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -93,6 +93,7 @@ class Fulcrum(Process):
 
     def __init__(self, config: dict, workdir: Path, env: dict | None = None) -> None:
         config = {"listen": "127.0.0.1:0", **config}
+        config["admin"] = {"listen": "127.0.0.1:0", **config.get("admin", {})}  # admin_url() reads the port
         config.setdefault("log", {"level": "info"})
         self.config_path = workdir / f"fulcrum-{time.monotonic_ns()}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -138,3 +139,23 @@ def stats(backend: Backend) -> dict:
 
 
 __all__ = ["Backend", "Fulcrum", "PLAIN", "Process", "pool_config", "run_cli", "stats", "json"]
+
+
+# -- the admin listener ----------------------------------------------------------------------
+ADMIN_LISTENING = re.compile(
+    r"admin listening address=([\d.]+):(\d+)|\"event\": \"admin listening\".*\"address\": \"([\d.]+):(\d+)\"")
+
+
+def admin_url(proc: Fulcrum, timeout: float = 10.0) -> str:
+    """``http://127.0.0.1:PORT`` of a running Fulcrum's admin listener (from its log line,
+    written just after the proxy's "listening" line)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in list(proc.lines):
+            m = ADMIN_LISTENING.search(line)
+            if m:
+                host, port = [g for g in m.groups() if g]
+                return f"http://{host}:{port}"
+        if time.monotonic() > deadline or proc.proc.poll() is not None:
+            raise RuntimeError("no 'admin listening' line:\n" + proc.output)
+        time.sleep(0.01)

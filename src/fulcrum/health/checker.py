@@ -173,18 +173,22 @@ class ActiveChecker:
         self.rng = rng or random.Random()
         self.on_change = on_change
         self.clock = clock
+        self._thresholds = {"healthy_threshold": healthy_threshold,
+                            "unhealthy_threshold": unhealthy_threshold, "slow_start": slow_start}
         # per backend, keyed by id
         self.states: dict[str, HealthState] = {}
         self._requests: dict[str, bytes] = {}
         for backend in self.backends:
             if backend.id in self.states:
                 raise ValueError(f"duplicate backend id {backend.id!r}")
-            self.states[backend.id] = HealthState(
-                healthy_threshold=healthy_threshold, unhealthy_threshold=unhealthy_threshold,
-                slow_start=slow_start)
-            self._requests[backend.id] = request_bytes(backend, path)
-        # running
-        self._tasks: list[asyncio.Task] = []
+            self._register(backend)
+        # running: one task per backend id
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._started = False
+
+    def _register(self, backend: Backend) -> None:
+        self.states[backend.id] = HealthState(**self._thresholds)
+        self._requests[backend.id] = request_bytes(backend, self.path)
 
     def state(self, backend_id: str) -> HealthState:
         return self.states[backend_id]
@@ -195,24 +199,47 @@ class ActiveChecker:
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks)
+        return self._started
 
     def start(self) -> None:
         """Schedule one checking task per backend on the running loop (idempotent)."""
-        if self._tasks:
+        if self._started:
             return
-        loop = asyncio.get_running_loop()
+        self._started = True
         for backend in self.backends:
-            delay = first_delay(self.interval, self.jitter, self.rng)
-            self._tasks.append(loop.create_task(self._run(backend, delay),
-                                                name=f"health-check {backend.id}"))
+            self._schedule(backend)
+
+    def _schedule(self, backend: Backend) -> None:
+        delay = first_delay(self.interval, self.jitter, self.rng)
+        self._tasks[backend.id] = asyncio.get_running_loop().create_task(
+            self._run(backend, delay), name=f"health-check {backend.id}")
 
     async def stop(self) -> None:
         """Cancel every checking task and wait until they are gone."""
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = list(self._tasks.values()), {}
+        self._started = False
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- membership (admin API) ----------------------------------------------------
+    def add(self, backend: Backend) -> None:
+        """Check ``backend`` too, from now on; it starts HEALTHY like every backend."""
+        if backend.id in self.states:
+            raise ValueError(f"duplicate backend id {backend.id!r}")
+        self._register(backend)
+        self.backends = [*self.backends, backend]
+        if self._started:  # running: the new backend gets its own task at once
+            self._schedule(backend)
+
+    def remove(self, backend_id: str) -> None:
+        """Stop checking a backend and forget its state (a check under way is cancelled)."""
+        task = self._tasks.pop(backend_id, None)
+        if task is not None:
+            task.cancel()
+        self.backends = [b for b in self.backends if b.id != backend_id]
+        self.states.pop(backend_id, None)
+        self._requests.pop(backend_id, None)
 
     async def _run(self, backend: Backend, delay: float) -> None:
         await asyncio.sleep(delay)

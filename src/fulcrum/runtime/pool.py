@@ -1,6 +1,7 @@
 """A pool at run time: its backends, the strategy that picks among them, their
 keep-alive connection pools, and the resilience state that decides which
-backends may be picked (health, ejection, breaker, in-flight cap).
+backends may be picked (health, ejection, breaker, in-flight cap). Membership
+changes at run time (admin API) live in membership.py.
 
 Invariant: ``backend.available`` is recomputed here, and only here, whenever
 one of its inputs changes; strategies just read it.
@@ -22,19 +23,20 @@ from fulcrum.resilience.circuit_breaker import BreakerState
 from fulcrum.resilience.outlier import OutlierDetector, panic
 from fulcrum.resilience.retry_budget import RetryBudget
 from fulcrum.resilience.retry_policy import RetryPolicy
+from fulcrum.runtime.membership import Builders, Membership
 
 log = logging.getLogger("fulcrum.pool")
 
 CLOSED = BreakerState.CLOSED
 
 
-class Pool:
+class Pool(Membership):
     """A named group of backends with their strategy, connections and resilience state."""
 
     __slots__ = (
         "name", "backends", "strategy", "connections", "outliers", "retry", "budget",
         "max_in_flight", "panic_threshold", "tries_header", "checker", "panicking",
-        "clock", "rng", "slow_start",
+        "clock", "rng", "slow_start", "builders",
     )
 
     def __init__(self, name: str, backends: list[Backend], strategy: Strategy,
@@ -57,6 +59,7 @@ class Pool:
         self.clock = clock
         self.rng = random.Random()
         self.slow_start = 0.0
+        self.builders: Builders | None = None  # set by provisioning; needed to add members
         if outliers is not None:
             outliers.set_members([b.id for b in backends])
 
