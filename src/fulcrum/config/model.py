@@ -281,6 +281,8 @@ class Config(Section):
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
     filters: list[FilterRef] = []
     tls: TlsConfig | None = None      # a TLS listener beside ``listen``; null = none
+    watch_config: bool = True         # reload when the config file changes (SIGHUP and the API always can)
+    shutdown_timeout: PositiveDuration = 30.0   # SIGTERM/SIGINT: how long in-flight requests may take to finish
 
     @property
     def listen_addr(self) -> tuple[str, int]:

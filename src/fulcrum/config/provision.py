@@ -1,6 +1,12 @@
 """Provisioning: turn a validated Config into a Runtime — resolve strategies
 (built-in names or dotted paths), validate their options, build backends,
 connection pools and the router. Done once per config version, never per request.
+
+On a reload the previous runtime is passed in and what is the same carries over:
+a backend with the same pool, id and url is the same Backend object (its in-flight
+count, latency, breaker and health) with its pooled connections; a filter with the
+same settings is the same instance (its rate-limit buckets); the access-log writers
+and an unchanged TLS setup are shared.
 """
 from __future__ import annotations
 
@@ -34,29 +40,37 @@ log = logging.getLogger("fulcrum.pool")
 
 
 def provision(config: Config, source: str = "config.yaml",
-              loop: asyncio.AbstractEventLoop | None = None) -> Runtime:
-    """Build everything the data plane needs; raise ConfigError listing every problem."""
+              loop: asyncio.AbstractEventLoop | None = None, previous: Runtime | None = None) -> Runtime:
+    """Build everything the data plane needs; raise ConfigError listing every problem.
+
+    Nothing of ``previous`` is changed unless the new runtime is complete, except
+    weights and connection settings of carried-over backends, applied as it is built."""
     settings = ProxySettings.from_config(config)
     problems: list[str] = []
     pools: dict[str, Pool] = {}
     origins = config._env_origins
     for name, pool_config in config.pools.items():
-        pool = _provision_pool(name, pool_config, settings, loop, source, problems, origins)
+        before = _previous_pool(previous, name)
+        pool = _provision_pool(name, pool_config, settings, loop, source, problems, origins, before)
         if pool is not None:
             pools[name] = pool
     tls = None
-    if config.tls is not None:
+    if previous is not None and previous.tls is not None and previous.config.tls == config.tls:
+        tls = previous.tls  # unchanged: the TLS listener keeps its contexts (and need not rebind)
+    elif config.tls is not None:
         try:
             tls = TlsTerminator(config.tls.certificates, config.tls.min_version, config.tls.ciphers)
         except ValueError as exc:
             where, _, message = str(exc).partition(": ")
             problems.append(format_problem(source, f"tls.{where}", message))
-    resources = Resources(log_format=config.log.format)
+    resources = previous.resources if previous is not None else Resources()
+    resources.log_format = config.log.format
     filters = FilterBuilder(config, resources, source, problems)
     chain = filters.chain(None, "")
     route_chains = [filters.chain(r, f"routes[{i}].") for i, r in enumerate(config.routes)]
     if problems:
         raise ConfigError(problems)
+    filters.commit()
     routes = [
         Route(Destination(r.name or r.pool, pools[r.pool], route_chain),
               host=r.host, path_prefix=r.path_prefix, headers=r.headers)
@@ -71,7 +85,13 @@ def provision(config: Config, source: str = "config.yaml",
     return runtime
 
 
-def _provision_pool(name, pool_config, settings, loop, source, problems, origins) -> Pool | None:
+def _previous_pool(previous: Runtime | None, name: str) -> tuple[Pool, object] | None:
+    if previous is None or name not in previous.pools or name not in previous.config.pools:
+        return None
+    return previous.pools[name], previous.config.pools[name]
+
+
+def _provision_pool(name, pool_config, settings, loop, source, problems, origins, before=None) -> Pool | None:
     path = f"pools.{name}"
 
     def problem(where: str, message: str) -> str:
@@ -93,19 +113,28 @@ def _provision_pool(name, pool_config, settings, loop, source, problems, origins
     elif pool_config.options:
         problems.append(problem(f"{path}.options", f"strategy {pool_config.strategy!r} takes no options"))
         return None
-    backends = [Backend(b.url, weight=b.weight, id=b.id) for b in pool_config.backends]
-    if pool_config.circuit_breaker.enabled:
-        for backend in backends:
-            backend.breaker = _breaker(name, backend, pool_config.circuit_breaker)
+    old_pool, old_config = before if before is not None else (None, None)
+    kept = _kept_backends(old_pool, pool_config)
+    backends = [kept.get(b.key) or Backend(b.url, weight=b.weight, id=b.id) for b in pool_config.backends]
+    same_breakers = old_config is not None and old_config.circuit_breaker == pool_config.circuit_breaker
+    for backend in backends:
+        if not (same_breakers and backend.id in kept):
+            backend.breaker = (_breaker(name, backend, pool_config.circuit_breaker)
+                               if pool_config.circuit_breaker.enabled else None)
     try:
         strategy = strategy_cls(backends, options=options, rng=random.Random(), clock=time.monotonic)
     except ValueError as exc:
         problems.append(problem(f"{path}.strategy", str(exc)))
         return None
-    connections = {b.id: ConnectionPool(b, loop, settings) for b in backends}
+    connections = {b.id: ConnectionPool(b, loop, settings) for b in backends if b.id not in kept}
+    for backend_id in kept:  # their pooled connections carry over, with the new settings
+        connections[backend_id] = old_pool.connections[backend_id]
+        connections[backend_id].settings = settings
+    connections = {b.id: connections[b.id] for b in backends}
+    same_outliers = old_config is not None and old_config.outlier_detection == pool_config.outlier_detection
     pool = Pool(
         name, backends, strategy, connections,
-        outliers=_outliers(pool_config.outlier_detection),
+        outliers=old_pool.outliers if same_outliers else _outliers(pool_config.outlier_detection),
         retry=_retry_policy(pool_config.retry),
         budget=RetryBudget(pool_config.retry.budget, pool_config.retry.budget_window,
                            pool_config.retry.min_retries_per_second),
@@ -122,7 +151,41 @@ def _provision_pool(name, pool_config, settings, loop, source, problems, origins
             slow_start=hc.slow_start, on_change=pool.health_changed,
         )
         pool.slow_start = hc.slow_start
+        if old_pool is not None and old_pool.checker is not None:
+            for backend_id in kept:  # a backend's health so far carries over
+                _carry_health(pool.checker.states[backend_id], old_pool.checker.states.get(backend_id))
+    pool.refresh(pool.clock())
+    # What the admin API needs to add backends at run time: built like the ones above.
+    cb = pool_config.circuit_breaker
+    pool.set_builders(
+        strategy=lambda members: strategy_cls(members, options=options, rng=random.Random(), clock=time.monotonic),
+        connections=lambda backend: ConnectionPool(backend, loop, settings),
+        breaker=(lambda backend: _breaker(name, backend, cb)) if cb.enabled else None,
+    )
     return pool
+
+
+def _kept_backends(old_pool: Pool | None, pool_config) -> dict[str, Backend]:
+    """The previous pool's backends that the new config keeps (same id and url), re-weighted."""
+    if old_pool is None:
+        return {}
+    old = {b.id: b for b in old_pool.backends}
+    kept = {}
+    for cfg in pool_config.backends:
+        backend = old.get(cfg.key)
+        if backend is not None and backend.url == cfg.url:
+            backend.weight = cfg.weight
+            kept[backend.id] = backend
+    return kept
+
+
+_HEALTH_FIELDS = ("state", "consecutive_ok", "consecutive_fail", "last_reason", "last_checked_at", "changed_at")
+
+
+def _carry_health(new, old) -> None:
+    if old is not None:
+        for field in _HEALTH_FIELDS:
+            setattr(new, field, getattr(old, field))
 
 
 def _breaker(pool_name: str, backend: Backend, cfg) -> CircuitBreaker:

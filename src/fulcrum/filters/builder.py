@@ -1,9 +1,13 @@
 """Composing filter chains from config, once per runtime: the global chain and one per route.
 
 The order is fixed: https_redirect (with ``tls.redirect_http``) → access_log → rate_limit →
-cors → security_headers → the user's ``filters`` (global ones, then the route's). A route's section is merged over the global
-one (the keys it sets win); a route that does not mention a section shares the global
-filter instance, so it shares its state too (one set of rate-limit buckets).
+cors → security_headers → the user's ``filters`` (global ones, then the route's). A route's
+section is merged over the global one (the keys it sets win); a route that does not mention
+a section shares the global filter instance, so it shares its state too (one set of
+rate-limit buckets).
+
+Instances are kept in ``resources.filters`` by place in the config, class and settings: a
+reload that leaves a filter where and as it was reuses the instance, and its state (buckets).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class FilterBuilder:
         self.resources = resources
         self.source = source
         self.problems = problems
+        self.used: dict[tuple, Filter] = {}
         self.shared: dict[str, Filter | None] = {
             name: self._builtin(name, getattr(config, name), name) for name in SECTIONS
         }
@@ -93,11 +98,22 @@ class FilterBuilder:
         return built
 
     def _construct(self, cls: type[Filter], options, where: str) -> Filter | None:
-        try:
-            return cls(options, self.resources)
-        except (ValueError, TypeError) as exc:
-            self._problem(where, f"{cls.__name__}: {exc}")
-            return None
+        # Where it is configured, what it is and how: the same three after a reload mean the
+        # same instance; two routes with equal settings still get one each.
+        key = (where, cls, options.model_dump_json() if options is not None else None)
+        instance = self.resources.filters.get(key)
+        if instance is None:
+            try:
+                instance = cls(options, self.resources)
+            except (ValueError, TypeError) as exc:
+                self._problem(where, f"{cls.__name__}: {exc}")
+                return None
+        self.used[key] = instance
+        return instance
+
+    def commit(self) -> None:
+        """The chains are in use: keep exactly their filters for the next reload to find."""
+        self.resources.filters = dict(self.used)
 
     def _problem(self, where: str, message: str) -> None:
         self.problems.append(format_problem(self.source, where, message + origin_note(where, self.config._env_origins)))

@@ -18,7 +18,7 @@ MESSAGES = {
     431: "request header fields too large",
     500: "internal error in the proxy",
     502: "bad gateway: the backend could not be reached or sent an invalid response",
-    503: "service unavailable: no backend is available",
+    503: "service unavailable",  # the detail says why: no backend, or a connection limit
     504: "gateway timeout: the backend did not answer in time",
 }
 

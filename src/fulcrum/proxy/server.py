@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 
+from fulcrum.config.model import parse_host_port
 from fulcrum.proxy.client import ClientConnection
 from fulcrum.runtime.state import Runtime
 
@@ -28,6 +29,7 @@ class ProxyServer:
         self.refused_total = 0
         self.tunnels_opened = self.tunnels_closed = 0  # WebSocket tunnels, for metrics
         self.tls_server: asyncio.AbstractServer | None = None
+        self.backlog = 4096
         self.request_metrics = None  # observability's per-request recorder, when metrics are on
         self.server: asyncio.AbstractServer | None = None
         # Ids are a per-process random prefix plus a counter: unique, and far
@@ -71,18 +73,52 @@ class ProxyServer:
 
     async def start(self, host: str, port: int, backlog: int = 4096) -> None:
         """Bind the plain listener, and the TLS one when configured."""
+        self.backlog = backlog
         self.server = await self._listen(lambda: ClientConnection(self), host, port, backlog)
-        tls = self.runtime.tls
-        if tls is not None:
-            from fulcrum.config.model import parse_host_port
-            tls_host, tls_port = parse_host_port(self.runtime.config.tls.listen)
-            self.tls_server = await self._listen(lambda: ClientConnection(self, tls=True), tls_host, tls_port,
-                                                 backlog, ssl=tls.context)
-            address = self.tls_server.sockets[0].getsockname()
-            self.runtime.resources.tls_port = address[1]  # for https redirects (port 0 binds a free one)
-            log.info("listening tls", extra={"fields": {"address": f"{tls_host}:{address[1]}"}})
+        if self.runtime.tls is not None:
+            self.tls_server = await self._listen_tls(self.runtime)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.runtime.start()
+
+    async def _listen_tls(self, runtime: Runtime) -> asyncio.AbstractServer:
+        host, port = parse_host_port(runtime.config.tls.listen)
+        server = await self._listen(lambda: ClientConnection(self, tls=True), host, port, self.backlog,
+                                    ssl=runtime.tls.context)
+        bound = server.sockets[0].getsockname()[1]
+        runtime.resources.tls_port = bound  # for https redirects (port 0 binds a free one)
+        log.info("listening tls", extra={"fields": {"address": f"{host}:{bound}"}})
+        return server
+
+    async def swap(self, runtime: Runtime) -> None:
+        """Serve ``runtime`` from now on (a reload). New requests, on new and on kept-alive
+        connections, use it; exchanges under way finish on the runtime they started with.
+        A changed listen address is bound before anything changes (a failure raises OSError
+        and the old runtime goes on); the old listener then stops accepting, and the
+        connections it accepted stay open."""
+        old = self.runtime
+        plain = tls = None
+        if runtime.config.listen != old.config.listen:
+            plain = await self._listen(lambda: ClientConnection(self), *runtime.config.listen_addr, self.backlog)
+        if runtime.tls is not old.tls and runtime.tls is not None:
+            try:
+                tls = await self._listen_tls(runtime)
+            except OSError:
+                if plain is not None:
+                    plain.close()
+                raise
+        await old.stop()
+        self.runtime = runtime
+        runtime.start()
+        old.retire(runtime)
+        if plain is not None:
+            self.server.close()
+            self.server = plain
+            host, port = plain.sockets[0].getsockname()[:2]
+            log.info("listening", extra={"fields": {"address": f"{host}:{port}", "reason": "reload"}})
+        if runtime.tls is not old.tls:
+            if self.tls_server is not None:
+                self.tls_server.close()
+            self.tls_server = tls
 
     async def _listen(self, factory, host: str, port: int, backlog: int, ssl=None) -> asyncio.AbstractServer:
         server = await self.loop.create_server(factory, host, port, backlog=backlog, reuse_address=True, ssl=ssl)

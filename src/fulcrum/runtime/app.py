@@ -1,23 +1,35 @@
-"""Assembling and running Fulcrum: load → provision → bind → serve → shut down.
+"""Assembling and running Fulcrum: load → provision → bind the proxy → serve, and
+start the admin listener beside it → shut down.
+
+The admin API's web framework takes about half a second to import, so it is
+imported on a worker thread while the proxy already serves; the "admin
+listening" line follows the "listening" one.
+
+Reloads (runtime/reload.py) come from SIGHUP, the config file changing and the
+admin API, one at a time.
 
 Shutdown is a fixed sequence: stop accepting, close idle keep-alive
-connections, let in-flight exchanges finish up to the deadline, cut the rest.
+connections, let in-flight exchanges finish up to ``shutdown_timeout``, cut the
+rest; then close the admin listener, which stays up (answering /ready with 503)
+so operators can watch the drain.
 """
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 
 from fulcrum import __version__
+from fulcrum.admin.exposure import InsecureAdminListener, check_exposure
+from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
 from fulcrum.config.provision import provision
+from fulcrum.observability.metrics import Metrics
 from fulcrum.proxy.server import ProxyServer
+from fulcrum.runtime.reload import Reloader, ReloadResult
 
 log = logging.getLogger("fulcrum")
-
-SHUTDOWN_TIMEOUT = 30.0
-
 
 def _event_loop_policy() -> None:
     try:
@@ -28,12 +40,16 @@ def _event_loop_policy() -> None:
 
 
 class App:
-    """The running proxy: one listener serving one runtime at a time."""
+    """The running proxy: one listener serving one runtime at a time, and the admin
+    listener beside it on the same loop."""
 
     def __init__(self, config: Config, source: str) -> None:
         self.config = config
         self.source = source
         self.proxy: ProxyServer | None = None
+        self.metrics: Metrics | None = None
+        self.admin = None  # fulcrum.admin.server.AdminServer, once imported
+        self.reloader: Reloader | None = None
         self._stop = asyncio.Event()
         self._signals = 0
 
@@ -42,19 +58,61 @@ class App:
         loop = asyncio.get_running_loop()
         runtime = provision(self.config, self.source, loop)
         self.proxy = ProxyServer(runtime, loop)
+        self.metrics = Metrics(self.proxy)
+        self.proxy.request_metrics = self.metrics.requests
+        check_exposure(self.config.admin.listen_addr[0], self.config.admin.token)  # before binding
         host, port = self.config.listen_addr
         await self.proxy.start(host, port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        self.reloader = Reloader(self.proxy, self.source, on_result=self._reloaded)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reloader.reload("SIGHUP")))
+        if self.config.watch_config:
+            self.reloader.watch()
         pools = {name: len(p.backends) for name, p in runtime.pools.items()}
         log.info("listening", extra={"fields": {
             "address": f"{host}:{self.proxy.addresses[0][1]}", "version": __version__,
             "pools": pools, "loop": type(loop).__module__.split(".")[0],
         }})
+        # The admin listener starts beside the serving proxy: a signal during its start-up
+        # must not wait for it before the proxy stops accepting.
+        admin_started = loop.create_task(self._start_admin(loop), name="admin start")
+        admin_started.add_done_callback(self._admin_started)
         await self._stop.wait()
         log.info("shutting down", extra={"fields": {"open_connections": len(self.proxy.connections)}})
-        await self.proxy.shutdown(SHUTDOWN_TIMEOUT)
+        await self.reloader.stop()
+        await self.proxy.shutdown(self.proxy.runtime.config.shutdown_timeout)
+        await asyncio.wait([admin_started])
+        if self.admin is not None:
+            await self.admin.stop()
+        if not admin_started.cancelled() and admin_started.exception() is not None:
+            raise admin_started.exception()  # the admin listener could not start: so Fulcrum cannot
         log.info("stopped")
+
+    async def _start_admin(self, loop: asyncio.AbstractEventLoop) -> None:
+        server = await loop.run_in_executor(None, importlib.import_module, "fulcrum.admin.server")
+        ctx = server.AdminContext(self.proxy, self.metrics, stopping=self._stop.is_set, reload=self._api_reload)
+        host, port = self.config.admin.listen_addr
+        self.admin = server.AdminServer(ctx, host, port, self.config.admin.token)
+        host, port = await self.admin.start()
+        log.info("admin listening", extra={"fields": {"address": _host_port(host, port)}})
+
+    def _admin_started(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._stop.set()  # serve() stops the proxy, then raises what went wrong
+
+    def _reloaded(self, result: ReloadResult) -> None:
+        if result.ok:
+            self.config = self.proxy.runtime.config
+        if result.trigger != "admin API":  # the API counts its own, with its answer
+            self.metrics.record_reload(result.ok)
+
+    async def _api_reload(self) -> str:
+        """POST /api/v1/reload: the admin API's reload; ConfigError says what is wrong."""
+        result = await self.reloader.reload("admin API")
+        if not result.ok:
+            raise ConfigError(result.problems)
+        return f"configuration version {result.version} is serving"
 
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
@@ -65,8 +123,16 @@ class App:
         self._stop.set()
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def run(config: Config, source: str) -> int:
     _event_loop_policy()
     app = App(config, source)
-    asyncio.run(app.serve())
+    try:
+        asyncio.run(app.serve())
+    except InsecureAdminListener as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        return 2
     return 0

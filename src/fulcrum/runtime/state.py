@@ -51,10 +51,21 @@ class Runtime:
             pool.start()
 
     async def stop(self) -> None:
+        """Stop what runs beside the requests (health checks); requests go on."""
         for pool in self.pools.values():
             await pool.stop()
 
+    def retire(self, successor: "Runtime") -> None:
+        """After a reload: close the connection pools of backends ``successor`` did not keep.
+        Their in-flight exchanges finish; their connections close as they come back."""
+        kept = {id(conns) for pool in successor.pools.values() for conns in pool.connections.values()}
+        for pool in self.pools.values():
+            for conns in pool.connections.values():
+                if id(conns) not in kept:
+                    conns.close()
+
     def close(self) -> None:
+        """At shutdown: close every pooled connection and flush the log writers."""
         for pool in self.pools.values():
             pool.close()
         self.resources.close()
