@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 
 from fulcrum.config.filters import AccessLogConfig
 from fulcrum.filters.base import Filter
+
+
+# Printable ASCII without the two characters a quoted field must escape.
+_PLAIN = re.compile(rb'[\x20-\x21\x23-\x5b\x5d-\x7e]*')
 
 
 class _Clock:
@@ -89,9 +94,14 @@ class AccessLog(Filter):
 
     def format_text(self, exchange) -> str:
         pool, backend = exchange.pool, exchange.backend
-        # The request line is quoted as in the common log format; json.dumps escapes quotes
-        # and control bytes, so a hostile path cannot forge a second log line.
-        request = json.dumps(f"{exchange.method.decode('latin-1')} {exchange.target.decode('latin-1')}")
+        # The request line is quoted as in the common log format. A target of plain printable
+        # ASCII (the usual case) is written as is; anything else goes through json.dumps, which
+        # escapes quotes and control bytes, so a hostile path cannot forge a second log line.
+        request = exchange.method + b" " + exchange.target
+        if _PLAIN.fullmatch(request):
+            request = f'"{request.decode()}"'
+        else:
+            request = json.dumps(request.decode("latin-1"))
         return (
             f"{self.clock.stamp()} {exchange.client_ip} {request} {exchange.status} "
             f"in={exchange.body_bytes} out={exchange.bytes_out} "

@@ -53,6 +53,6 @@ class RateLimit(Filter):
         decision = exchange.limit
         if decision is None or (decision.allowed and not self.always_headers):
             return
-        head.add(b"RateLimit-Limit", b"%d" % decision.limit)
-        head.add(b"RateLimit-Remaining", b"%d" % decision.remaining)
-        head.add(b"RateLimit-Reset", b"%d" % math.ceil(decision.reset))
+        head.lines += (b"RateLimit-Limit: %d\r\n" % decision.limit,
+                       b"RateLimit-Remaining: %d\r\n" % decision.remaining,
+                       b"RateLimit-Reset: %d\r\n" % math.ceil(decision.reset))
