@@ -17,6 +17,8 @@ for i in 1 2 3; do
     .venv/bin/python examples/backend/server.py --port "900$i" --name "backend-$i" &
     pids+=($!)
 done
+# A token so the dashboard's drain/enable/weight buttons work (without one the API is read-only).
+export FULCRUM_ADMIN__TOKEN="${FULCRUM_ADMIN__TOKEN:-demo-token}"
 .venv/bin/fulcrum run --config config.yaml &
 pids+=($!)
 
@@ -35,6 +37,8 @@ Try:
   curl -s 'http://127.0.0.1:8080/?size=10000000' | wc -c   # a streamed 10 MB body
   curl -i 'http://127.0.0.1:8080/?status=404'      # a backend status passed through
   curl -i 'http://127.0.0.1:8080/?status=503'      # a gateway failure: retried on the other backends first
+Dashboard: http://127.0.0.1:9090/ (token for its buttons: $FULCRUM_ADMIN__TOKEN)
+Metrics:   curl -s http://127.0.0.1:9090/metrics | grep '^fulcrum_requests'
 Press Ctrl-C to stop.
 MSG
 wait "${pids[-1]}"

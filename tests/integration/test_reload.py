@@ -193,3 +193,13 @@ def test_ten_reloads_under_load_fail_no_request(backends, fulcrum):
     failed = [o for o in outcomes if o != 200]
     assert len(outcomes) > 100 and failed == [], (len(outcomes), failed[:5])
     assert reloads(lb) == 10
+
+
+def test_log_settings_apply_at_once_and_admin_changes_wait_for_a_restart(backends, fulcrum):
+    (b1,) = backends(1)
+    lb = fulcrum(manual({"pools": {"web": pool_config(b1)}}))
+    sighup_reload(lb, manual({"pools": {"web": pool_config(b1)}, "log": {"format": "json", "level": "info"},
+                              "admin": {"listen": "127.0.0.1:0", "token": "new"}}))
+    assert wait_for(lambda: any(line.startswith("{") and "next restart" in line for line in list(lb.lines)))
+    warning = next(line for line in lb.lines if "next restart" in line)
+    assert '"admin"' in warning  # JSON now: the log format applied at once

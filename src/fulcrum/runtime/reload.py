@@ -8,12 +8,14 @@ changed listen address) the running config stays and the problems are logged and
 What carries over (config/provision.py): backends that stay keep their pooled connections,
 in-flight counts, latency, health and breaker state; unchanged filters keep their state
 (rate-limit buckets). In-flight exchanges and open tunnels finish on what they started with.
-Removed backends drain: their exchanges finish, their idle connections close.
+Removed backends drain: their exchanges finish, their idle connections close. Log settings
+apply at once; ``admin`` and ``watch_config`` need a restart (a reload says so in the log).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_config
 from fulcrum.config.provision import provision
+from fulcrum.observability.logging import setup_logging
 
 if TYPE_CHECKING:
     from fulcrum.proxy.server import ProxyServer
@@ -60,6 +63,7 @@ class Reloader:
 
     async def _reload(self, trigger: str) -> ReloadResult:
         loop = asyncio.get_running_loop()
+        old_config = self.proxy.runtime.config
         try:
             config = load_config(self.source)
             # A dry run first: every problem is found while nothing shared has been touched.
@@ -71,10 +75,20 @@ class Reloader:
         except OSError as exc:  # a changed listen address that cannot be bound
             return self._failed(trigger, [f"{self.source}: listen: cannot bind: {exc.strerror or exc}"])
         self.version += 1
+        self._apply_process_settings(old_config, config)
         log.info("config reloaded", extra={"fields": {
             "trigger": trigger, "version": self.version, "pools": list(runtime.pools),
             "routes": len(runtime.config.routes)}})
         return ReloadResult(True, self.version, trigger=trigger)
+
+    @staticmethod
+    def _apply_process_settings(old, new) -> None:
+        """Log settings apply at once; the admin listener and the watcher stay as started."""
+        if new.log != old.log:
+            setup_logging(new.log.format, new.log.level, stream=sys.stdout, levels=new.log.levels)
+        kept = [key for key in ("admin", "watch_config") if getattr(new, key) != getattr(old, key)]
+        if kept:
+            log.warning("these settings take effect at the next restart", extra={"fields": {"keys": kept}})
 
     def _failed(self, trigger: str, problems: list[str]) -> ReloadResult:
         log.error("config reload failed; the running config stays", extra={"fields": {
