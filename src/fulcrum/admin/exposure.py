@@ -5,21 +5,11 @@ while the admin API itself is still being imported.
 """
 from __future__ import annotations
 
-import ipaddress
+from fulcrum.config.model import is_loopback
 
 
 class InsecureAdminListener(RuntimeError):
     """The admin listener would be reachable off this host with no token."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this host can reach (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name may resolve anywhere
 
 
 def check_exposure(host: str, token: str | None) -> None:

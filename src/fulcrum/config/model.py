@@ -313,7 +313,7 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         except ValueError as exc:
             problems.append(("tls.listen", str(exc)))
     host, _ = config.admin.listen_addr
-    if not config.admin.token and not _is_loopback(host):
+    if not config.admin.token and not is_loopback(host):
         problems.append(("admin.token", f"required when admin.listen is not on loopback "
                          f"(listen is {config.admin.listen}); set it or FULCRUM_ADMIN__TOKEN"))
     known = ", ".join(config.pools) or "none"
@@ -323,13 +323,14 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for addresses only this host can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False  # a host name: it may resolve anywhere
+        return False  # a host name may resolve anywhere
 
 
 def _duplicate_backends(path: str, pool: PoolConfig) -> list[tuple[str, str]]:

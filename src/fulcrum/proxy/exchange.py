@@ -550,13 +550,7 @@ class Exchange(Failover):
             self.conn = None
             conn.exchange = None
             conn.abort()  # its state is unknown: never reuse it
-        if self.response_started:
-            self.keep_alive = False
-            self.client.abort_response()
-            self.finish()
-            return
-        self.head_pending = None
-        self.respond_local(500, "internal error", filters=False)
+        self._answer_failure(500, "internal error", filters=False)
 
     def finish(self) -> None:
         if self.response_done:

@@ -32,22 +32,22 @@ class Failover:
             self.connect()
             return
         if not (nothing_received and self._retry(Failure.RESET_BEFORE_RESPONSE, reason)):
-            self._upstream_error(502, reason)
+            self._answer_failure(502, reason)
 
     def upstream_invalid(self, conn: "UpstreamConnection", reason: str) -> None:
         self.conn = None
         self._note_failure(reason)
-        self._upstream_error(502, reason)
+        self._answer_failure(502, reason)
 
     def upstream_timed_out(self, conn: "UpstreamConnection") -> None:
         self.conn = None
         reason = f"no response within {self._try_timeout():g}s"
         if self.status or not self._retry(Failure.TIMEOUT, reason):
-            self._upstream_error(504, reason)
+            self._answer_failure(504, reason)
 
     def connect_failed(self, reason: str) -> None:
         if not self._retry(Failure.CONNECT_FAILED, reason):
-            self._upstream_error(502, reason)
+            self._answer_failure(502, reason)
 
     def retry_on_status(self, status: int) -> bool:
         """A 502/503/504 from the backend: a gateway failure, retried when allowed."""
@@ -99,7 +99,7 @@ class Failover:
         timeout = policy.try_timeout(monotonic(), self.started_at)
         return max(0.001, min(response, timeout if timeout is not None else response))
 
-    def _upstream_error(self, status: int, reason: str) -> None:
+    def _answer_failure(self, status: int, reason: str, filters: bool = True) -> None:
         if self.response_started:
             # Part of the body is out: the client must see a cut, not an invented end.
             self.keep_alive = False
@@ -107,4 +107,4 @@ class Failover:
             self.finish()
             return
         self.head_pending = None
-        self.respond_local(status, reason)
+        self.respond_local(status, reason, filters=filters)
