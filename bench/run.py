@@ -138,6 +138,9 @@ def phase_idle(lab: Lab, names: list[str], backends: list[int], args) -> list[Id
     for name in names:
         child = lab.start_balancer(name, backends, idle=True)
         try:
+            # Start-up work that outlasts "ready" (Fulcrum imports its admin API off the loop,
+            # ~15 MB) must not be counted as the connections' memory.
+            time.sleep(3.0)
             log(f"idle: opening {args.idle_conns} connections to {name}")
             r = hold_idle(child, args.idle_conns)
             log(f"idle {name}: {r.accepted} accepted, {r.kb_per_conn:.2f} KB/conn")
