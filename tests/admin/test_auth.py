@@ -117,3 +117,20 @@ def test_json_log_stays_json_with_the_admin_listener(backends, tmp_path):
         assert proc.stop() == 0, proc.output
     events = [json.loads(line)["event"] for line in proc.lines]  # every line is JSON
     assert events.index("listening") < events.index("admin listening") < events.index("stopped")
+
+
+@pytest.mark.parametrize("host, allowed", [
+    ("127.0.0.1", True), ("localhost", True), ("[::1]", True), ("127.0.0.2", True),
+    ("evil.example", False), ("10.0.0.1", False), ("localhost.evil.example", False),
+])
+def test_loopback_listener_answers_only_loopback_host_names(shared, host, allowed):
+    # DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 sends its own Host.
+    lb, _ = shared
+    url = admin_url(lb)
+    port = url.rsplit(":", 1)[1]
+    response = httpx.get(url + "/api/v1/status", headers={"Host": f"{host}:{port}"}, trust_env=False, timeout=10)
+    if allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 403
+        assert "not a loopback name" in response.json()["detail"]

@@ -221,6 +221,13 @@ def build_app(ctx: AdminContext, auth: Auth) -> FastAPI:
     app.state.dashboard = resources.files("fulcrum.admin").joinpath("dashboard.html").read_text("utf-8")
     read_deps = [Depends(require_token)] if auth.reads_need_token else []
     read_errors = _errors(401, 403) if auth.reads_need_token else None
+    @app.middleware("http")
+    async def loopback_host_only(request: Request, call_next):
+        refused = auth.foreign_host(request.headers.get("host", "").encode("latin-1") or None)
+        if refused is not None:
+            return JSONResponse({"detail": refused}, status_code=403)
+        return await call_next(request)
+
     app.include_router(public)
     app.include_router(reads, dependencies=read_deps, responses=read_errors)
     app.include_router(writes)
