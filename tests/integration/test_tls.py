@@ -154,3 +154,28 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_reload_with_new_certificates_on_the_same_listener(backends, fulcrum, certs):
+    # A tls change that keeps tls.listen is applied to the bound listener: no re-bind.
+    import signal
+
+    import yaml
+    (backend,) = backends(1)
+    pairs = [{"cert": str(c), "key": str(k)} for c, k in certs.values()]
+    config = {"pools": {"web": pool_config(backend)}, "watch_config": False,
+              "tls": {"listen": "127.0.0.1:0", "certificates": pairs}}
+    proc = fulcrum(config)
+    port = tls_port(proc)
+    with handshake(port, None) as sock:
+        assert names_of(sock.getpeercert(binary_form=True)) == ["a.test"]
+    swapped = {**config, "listen": "127.0.0.1:0", "admin": {"listen": "127.0.0.1:0"},
+               "log": {"level": "info"}, "tls": {"listen": "127.0.0.1:0", "certificates": pairs[::-1]}}
+    proc.config_path.write_text(yaml.safe_dump(swapped))
+    proc.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: any("config reloaded" in line for line in proc.lines)), proc.output
+    with handshake(port, None) as sock:  # the same port: the default is now b's certificate
+        assert names_of(sock.getpeercert(binary_form=True)) == ["b.test", "*.b.test"]
+    with handshake(port, "a.test") as sock:
+        assert names_of(sock.getpeercert(binary_form=True)) == ["a.test"]
+        assert get(sock, "/").status == 200

@@ -45,7 +45,7 @@ class AdminServer:
         """Bind and start serving; the bound ``(host, port)``."""
         sock = _bind(self.host, self.port)
         self.address = sock.getsockname()[:2]
-        _route_uvicorn_logs()
+        route_uvicorn_logs()
         config = uvicorn.Config(self.app, lifespan="off", log_config=None, log_level="warning",
                                 access_log=False, ws="none", server_header=False, proxy_headers=False,
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE)
@@ -83,7 +83,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _route_uvicorn_logs() -> None:
+def route_uvicorn_logs() -> None:
     # uvicorn's warnings (malformed requests …) go through Fulcrum's handler, so a
     # JSON log stays all JSON; its info lines (startup banners) are not wanted.
     ours = logging.getLogger("fulcrum")

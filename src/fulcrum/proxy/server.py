@@ -99,7 +99,11 @@ class ProxyServer:
         plain = tls = None
         if runtime.config.listen != old.config.listen:
             plain = await self._listen(lambda: ClientConnection(self), *runtime.config.listen_addr, self.backlog)
-        if runtime.tls is not old.tls and runtime.tls is not None:
+        # A TLS change that keeps tls.listen is applied to the bound listener (binding the
+        # same address twice would fail); a new address gets a listener of its own.
+        tls_in_place = (runtime.tls is not None and old.tls is not None and self.tls_server is not None
+                        and runtime.config.tls.listen == old.config.tls.listen)
+        if runtime.tls is not old.tls and runtime.tls is not None and not tls_in_place:
             try:
                 tls = await self._listen_tls(runtime)
             except OSError:
@@ -116,9 +120,14 @@ class ProxyServer:
             host, port = plain.sockets[0].getsockname()[:2]
             log.info("listening", extra={"fields": {"address": f"{host}:{port}", "reason": "reload"}})
         if runtime.tls is not old.tls:
-            if self.tls_server is not None:
-                self.tls_server.close()
-            self.tls_server = tls
+            if tls_in_place:
+                runtime.tls.adopt(old.tls.context)
+                runtime.resources.tls_port = old.resources.tls_port
+                log.info("tls settings applied", extra={"fields": {"address": runtime.config.tls.listen}})
+            else:
+                if self.tls_server is not None:
+                    self.tls_server.close()
+                self.tls_server = tls
 
     async def _listen(self, factory, host: str, port: int, backlog: int, ssl=None) -> asyncio.AbstractServer:
         server = await self.loop.create_server(factory, host, port, backlog=backlog, reuse_address=True, ssl=ssl)

@@ -85,6 +85,19 @@ class TlsTerminator:
             sock.context = context
         return None
 
+    def adopt(self, listener: ssl.SSLContext) -> None:
+        """Serve from a listener already bound with another terminator's context (a reload
+        that kept ``tls.listen``): new handshakes get this version, floor and ciphers and
+        these certificates; connections already open keep theirs. Nothing is re-bound."""
+        listener.minimum_version = self.min_version
+        listener.set_ciphers(self.ciphers or "DEFAULT")
+        default = self.pairs[0]
+        listener.load_cert_chain(default.cert, default.key)
+        listener.set_alpn_protocols(["http/1.1"])
+        default.context = self.context = listener
+        self.by_name = self._index()
+        listener.sni_callback = self._pick
+
     def reload_changed(self) -> None:
         """Reload every pair whose files changed; a pair that fails to load keeps the old one."""
         changed = False

@@ -56,7 +56,11 @@ class Reloader:
 
     async def reload(self, trigger: str) -> ReloadResult:
         async with self._lock:
-            result = await self._reload(trigger)
+            try:
+                result = await self._reload(trigger)
+            except Exception as exc:  # a bug: the running config stays, and it is said once
+                log.exception("config reload failed: internal error", extra={"fields": {"trigger": trigger}})
+                result = ReloadResult(False, self.version, [f"internal error: {exc!r}"], trigger)
         if self.on_result is not None:
             self.on_result(result)
         return result
@@ -86,6 +90,11 @@ class Reloader:
         """Log settings apply at once; the admin listener and the watcher stay as started."""
         if new.log != old.log:
             setup_logging(new.log.format, new.log.level, stream=sys.stdout, levels=new.log.levels)
+            # The admin server's warnings follow the new handler (an admin server still being
+            # imported routes them itself when it starts).
+            route = getattr(sys.modules.get("fulcrum.admin.server"), "route_uvicorn_logs", None)
+            if route is not None:
+                route()
         kept = [key for key in ("admin", "watch_config") if getattr(new, key) != getattr(old, key)]
         if kept:
             log.warning("these settings take effect at the next restart", extra={"fields": {"keys": kept}})
