@@ -17,6 +17,7 @@ from fulcrum.config.errors import origin_note, problems_from_validation
 from fulcrum.config.load import format_problem
 from fulcrum.filters.base import Filter
 from fulcrum.filters.chain import Chain
+from fulcrum.filters.https_redirect import HttpsRedirect
 from fulcrum.filters.registry import resolve
 from fulcrum.filters.resources import Resources
 
@@ -38,9 +39,7 @@ class FilterBuilder:
         }
         self.user = self._user_filters(config.filters, "filters")
         self.redirect = None
-        tls = getattr(config, "tls", None)
-        if tls is not None and tls.redirect_http:
-            from fulcrum.filters.https_redirect import HttpsRedirect
+        if config.tls is not None and config.tls.redirect_http:
             self.redirect = HttpsRedirect(None, resources)
 
     def chain(self, route, prefix: str) -> Chain:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from fulcrum.filters.base import Filter
+from fulcrum.filters.base import Filter, ResponseHead
 
 
 def _hooks(filters: Sequence[Filter], phase: str) -> tuple:
@@ -27,6 +27,13 @@ class Chain:
         # and security headers too), innermost first, as a response travels back out.
         self.response = tuple(reversed(_hooks(self.filters, "on_response")))
         self.log = _hooks(self.filters, "on_log")
+
+    def respond(self, exchange, status: int, lines: list[bytes]) -> list[bytes]:
+        """Run the response hooks over ``lines`` (a response head being built); may raise."""
+        head = ResponseHead(status, lines)
+        for hook in self.response:
+            hook(exchange, head)
+        return head.lines
 
     @property
     def names(self) -> list[str]:

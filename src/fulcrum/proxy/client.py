@@ -16,7 +16,6 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 
 from fulcrum.http.errors import HttpError
 from fulcrum.http.responses import error_response
-from fulcrum.filters.base import ResponseHead
 from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
 
@@ -344,10 +343,7 @@ class ClientConnection(asyncio.Protocol):
         extra = b""
         if chain.response:
             try:
-                head = ResponseHead(rejection.status, [])
-                for hook in chain.response:
-                    hook(rejection, head)
-                extra = b"".join(head.lines)
+                extra = b"".join(chain.respond(rejection, rejection.status, []))
             except Exception as exc:
                 log.error("internal error", exc_info=exc, extra={"fields": {
                     "request_id": rejection.request_id.decode("latin-1"), "phase": "response filter"}})

@@ -13,7 +13,6 @@ import re
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from fulcrum.filters.base import ResponseHead
 from fulcrum.filters.chain import EMPTY
 from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import (
@@ -385,9 +384,7 @@ class Exchange(Failover):
         self.framing = self._response_framing(status, conn, content_length, codings, out)
         if self.chain.response:
             try:
-                head = ResponseHead(status, out)
-                for hook in self.chain.response:
-                    hook(self, head)
+                out = self.chain.respond(self, status, out)
             except Exception as exc:
                 self.internal_error(exc, "response filter")
                 return False  # the backend's response is dropped, and its connection with it
@@ -523,10 +520,7 @@ class Exchange(Failover):
             extra += b"X-Fulcrum-Tries: %d\r\n" % self.tries
         if filters and self.chain.response:
             try:
-                head = ResponseHead(status, extra.splitlines(keepends=True))
-                for hook in self.chain.response:
-                    hook(self, head)
-                extra = b"".join(head.lines)
+                extra = b"".join(self.chain.respond(self, status, extra.splitlines(keepends=True)))
             except Exception as exc:
                 self.internal_error(exc, "response filter")
                 return
