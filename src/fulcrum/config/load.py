@@ -24,18 +24,20 @@ from fulcrum.config.model import Config, annotation_at
 from fulcrum.config.units import parse_duration, parse_size
 
 __all__ = ["CONFIG_ENV", "DEFAULT_PATH", "ENV_PREFIX", "apply_env_overrides", "format_problem",
-           "load_config", "load_config_from_dict", "read_yaml"]
+           "load_config", "load_config_from_dict", "read_text", "read_yaml"]
 
 ENV_PREFIX = "FULCRUM_"
 CONFIG_ENV = "FULCRUM_CONFIG"
 DEFAULT_PATH = "config.yaml"
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read, override from ``env`` (default ``os.environ``) and validate; raises ConfigError."""
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                text: str | None = None) -> Config:
+    """Read, override from ``env`` (default ``os.environ``) and validate; raises ConfigError.
+    ``text``: the file's content as already read (problems still name ``path``)."""
     env = os.environ if env is None else env
     file = os.fspath(path) if path is not None else env.get(CONFIG_ENV) or DEFAULT_PATH
-    raw = read_yaml(file)
+    raw = read_yaml(file, text)
     origins = apply_env_overrides(raw, env, file)
     return _validate(raw, file, origins)
 
@@ -46,15 +48,23 @@ def load_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Con
     return _validate(raw, source, {})
 
 
-def read_yaml(file: str) -> dict[str, Any]:
-    """The file's top-level mapping (an empty file is ``{}``)."""
+def read_text(file: str) -> str:
+    """The config file's text; ConfigError if it cannot be read."""
     try:
         with open(file, encoding="utf-8") as stream:
-            data = yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+            return stream.read()
     except OSError as exc:
         raise ConfigError([format_problem(file, "", f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([format_problem(file, "", "cannot read: not UTF-8 text")]) from None
+
+
+def read_yaml(file: str, text: str | None = None) -> dict[str, Any]:
+    """The file's top-level mapping (an empty file is ``{}``); ``text`` if given is its content."""
+    if text is None:
+        text = read_text(file)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(file, exc)]) from None
     data = {} if data is None else data

@@ -13,6 +13,7 @@ after the field problems are fixed.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import types
 from typing import Annotated, Any, Literal, Sequence, Union, get_args, get_origin
@@ -283,6 +284,16 @@ class Config(Section):
     tls: TlsConfig | None = None      # a TLS listener beside ``listen``; null = none
     watch_config: bool = True         # reload when the config file changes (SIGHUP and the API always can)
     shutdown_timeout: PositiveDuration = 30.0   # SIGTERM/SIGINT: how long in-flight requests may take to finish
+    # Data-plane processes sharing the listeners (SO_REUSEPORT) under a supervisor; "auto" = one
+    # per CPU this process may run on. 1 serves from a single process with no supervisor.
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number (``auto`` resolved against this machine's CPUs)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return self.workers
 
     @property
     def listen_addr(self) -> tuple[str, int]:
