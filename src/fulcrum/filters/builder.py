@@ -102,11 +102,14 @@ class FilterBuilder:
         key = (where, cls, options.model_dump_json() if options is not None else None)
         instance = self.resources.filters.get(key)
         if instance is None:
+            self.resources.building = key  # lets a filter name shared state after its place
             try:
                 instance = cls(options, self.resources)
             except (ValueError, TypeError) as exc:
                 self._problem(where, f"{cls.__name__}: {exc}")
                 return None
+            finally:
+                self.resources.building = None
         self.used[key] = instance
         return instance
 

@@ -4,7 +4,8 @@ The client IP is the socket peer unless the peer is a trusted proxy; then it is 
 right-most untrusted X-Forwarded-For (or Forwarded) address, so a client cannot spoof its
 way out of its limit. Over the limit: 429 with Retry-After; every limited response, and
 allowed ones unless ``headers: false``, carries RateLimit-Limit / -Remaining / -Reset
-(draft-ietf-httpapi-ratelimit-headers). Memory: at most ``max_keys`` buckets (LRU).
+(draft-ietf-httpapi-ratelimit-headers). Memory: at most ``max_keys`` buckets (LRU); with
+workers, one table shared by all of them (``Resources.bucket_table``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import math
 from fulcrum.config.filters import RateLimitConfig
 from fulcrum.filters.base import Filter, Reply, ResponseHead
 from fulcrum.filters.client_ip import TrustedProxies, client_ip
-from fulcrum.filters.token_bucket import BucketTable
 
 
 class RateLimit(Filter):
@@ -24,7 +24,7 @@ class RateLimit(Filter):
 
     def __init__(self, options: RateLimitConfig, resources) -> None:
         super().__init__(options, resources)
-        self.table = BucketTable(options.requests_per_second, options.burst, options.max_keys)
+        self.table = resources.bucket_table(options.requests_per_second, options.burst, options.max_keys)
         self.trusted = TrustedProxies(options.trusted_proxies)
         self.exempt = TrustedProxies(options.exempt)
         self.key_header = options.key[7:].lower().encode() if options.key != "client_ip" else None
