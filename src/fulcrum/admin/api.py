@@ -25,7 +25,7 @@ from fulcrum import __version__
 from fulcrum.admin import schemas
 from fulcrum.admin.auth import Auth, require_token
 from fulcrum.admin.config_view import effective_config
-from fulcrum.admin.status import backend_status, pool_status, readiness, status
+from fulcrum.admin.status import backend_state, pool_status, readiness, status
 from fulcrum.config.errors import ConfigError
 from fulcrum.observability.metrics import Metrics
 from fulcrum.proxy.server import ProxyServer
@@ -39,7 +39,11 @@ API = "/api/v1"
 
 
 class AdminContext:
-    """What the admin API reads and acts on, shared by every handler."""
+    """What the admin API reads and acts on, shared by every handler.
+
+    Views of traffic (status, backend rows, metrics) and the effects of a change go
+    through its methods: here they read this process's live state; the supervisor's
+    subclass (cluster/admin.py) adds its workers up and pushes changes to them."""
 
     def __init__(self, proxy: ProxyServer, metrics: Metrics, *,
                  stopping: Callable[[], bool] = lambda: False, reload: Reload | None = None) -> None:
@@ -48,6 +52,24 @@ class AdminContext:
         self.stopping = stopping
         self.reload = reload  # None until hot reload exists: POST /reload answers 501
         self.started_at = time.time()
+
+    async def status(self) -> dict:
+        return status(self.proxy.runtime, self.metrics.requests, len(self.proxy.connections), self.started_at)
+
+    async def pool_view(self, pool: Pool) -> dict:
+        return pool_status(pool, self.metrics.requests)
+
+    def readiness(self) -> dict:
+        return readiness(self.proxy.runtime, self.stopping())
+
+    async def metrics_text(self) -> bytes:
+        return generate_latest(self.metrics.registry)
+
+    async def changed(self, pool: Pool) -> None:
+        """A backend of ``pool`` was added or changed (the change is in effect here already)."""
+
+    async def remove_backend(self, pool: Pool, backend_id: str, timeout: float) -> None:
+        await pool.remove_backend(backend_id, timeout)
 
 
 async def _ctx(request: Request) -> AdminContext:
@@ -62,8 +84,8 @@ def _pool(ctx: AdminContext, name: str) -> Pool:
     return pool
 
 
-def _row(ctx: AdminContext, pool: Pool, backend_id: str) -> dict:
-    for row in pool_status(pool, ctx.metrics.requests)["backends"]:
+async def _row(ctx: AdminContext, pool: Pool, backend_id: str) -> dict:
+    for row in (await ctx.pool_view(pool))["backends"]:
         if row["id"] == backend_id:
             return row
     raise HTTPException(404, f"pool {pool.name!r} has no backend {backend_id!r}")
@@ -96,30 +118,30 @@ async def health() -> dict:
 @reads.get("/ready", response_model=schemas.Readiness, summary="Readiness: every pool has a usable backend",
            responses={503: {"model": schemas.Readiness, "description": "not ready"}})
 async def ready(ctx: AdminContext = Depends(_ctx)) -> JSONResponse:
-    body = readiness(ctx.proxy.runtime, ctx.stopping())
+    body = ctx.readiness()
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 @reads.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format)")
 async def metrics(ctx: AdminContext = Depends(_ctx)) -> Response:
-    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(await ctx.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
 
 @reads.get(f"{API}/status", response_model=schemas.Status, summary="Pools, backends and routes now")
 async def get_status(ctx: AdminContext = Depends(_ctx)) -> dict:
-    return status(ctx.proxy.runtime, ctx.metrics.requests, len(ctx.proxy.connections), ctx.started_at)
+    return await ctx.status()
 
 
 @reads.get(f"{API}/pools/{{pool}}/backends", response_model=list[schemas.BackendStatus],
            summary="A pool's backends", responses=_errors(404))
 async def list_backends(pool: str = PoolName, ctx: AdminContext = Depends(_ctx)) -> list[dict]:
-    return pool_status(_pool(ctx, pool), ctx.metrics.requests)["backends"]
+    return (await ctx.pool_view(_pool(ctx, pool)))["backends"]
 
 
 @reads.get(f"{API}/pools/{{pool}}/backends/{{backend_id}}", response_model=schemas.BackendStatus,
            summary="One backend", responses=_errors(404))
 async def get_backend(pool: str = PoolName, backend_id: str = BackendId, ctx: AdminContext = Depends(_ctx)) -> dict:
-    return _row(ctx, _pool(ctx, pool), backend_id)
+    return await _row(ctx, _pool(ctx, pool), backend_id)
 
 
 @reads.get(f"{API}/config", summary="The effective configuration, secrets redacted",
@@ -136,8 +158,9 @@ async def add_backend(body: schemas.NewBackend, pool: str = PoolName, ctx: Admin
     target = _pool(ctx, pool)
     with _translated():
         backend = target.add_backend(body.url, weight=body.weight, id=body.id, enabled=body.enabled)
+    await ctx.changed(target)
     _audit("backend added", target, backend.id, url=backend.url, weight=backend.weight, enabled=backend.enabled)
-    return _row(ctx, target, backend.id)
+    return await _row(ctx, target, backend.id)
 
 
 @writes.patch(f"{API}/pools/{{pool}}/backends/{{backend_id}}", response_model=schemas.BackendStatus,
@@ -151,8 +174,9 @@ async def patch_backend(body: schemas.BackendPatch, pool: str = PoolName, backen
             target.set_weight(backend_id, body.weight)
         if body.enabled is not None:
             target.set_enabled(backend_id, body.enabled)
+    await ctx.changed(target)
     _audit("backend changed", target, backend_id, **body.model_dump(exclude_none=True))
-    return _row(ctx, target, backend_id)
+    return await _row(ctx, target, backend_id)
 
 
 @writes.post(f"{API}/pools/{{pool}}/backends/{{backend_id}}/drain", response_model=schemas.BackendStatus,
@@ -161,8 +185,9 @@ async def drain_backend(pool: str = PoolName, backend_id: str = BackendId, ctx: 
     target = _pool(ctx, pool)
     with _translated():
         target.drain(backend_id)
+    await ctx.changed(target)
     _audit("backend drained", target, backend_id)
-    return _row(ctx, target, backend_id)
+    return await _row(ctx, target, backend_id)
 
 
 @writes.delete(f"{API}/pools/{{pool}}/backends/{{backend_id}}", response_model=schemas.BackendStatus,
@@ -171,12 +196,14 @@ async def delete_backend(pool: str = PoolName, backend_id: str = BackendId,
                          timeout: float = Query(30.0, ge=0, le=300, description="seconds to wait for the drain"),
                          ctx: AdminContext = Depends(_ctx)) -> dict:
     target = _pool(ctx, pool)
-    responses = _row(ctx, target, backend_id)["responses"]
+    row = await _row(ctx, target, backend_id)
     with _translated():
-        backend = await target.remove_backend(backend_id, timeout)
+        backend = target.backend(backend_id)
+        await ctx.remove_backend(target, backend_id, timeout)
     _audit("backend removed", target, backend_id)
-    # What it looked like as it left: no pool totals any more, so both shares are 0.
-    return backend_status(target, backend, ctx.metrics.requests, responses, 0, 0, target.clock())
+    # What it looked like as it left: drained, idle, and with no pool totals any more.
+    return {**row, "state": backend_state(backend), "enabled": backend.enabled, "available": False,
+            "in_flight": 0, "effective_weight": 0.0, "share_of_traffic": 0.0, "share_of_weight": 0.0}
 
 
 @writes.post(f"{API}/reload", response_model=schemas.ReloadResult, summary="Reload the configuration file",

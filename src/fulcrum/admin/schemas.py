@@ -118,6 +118,18 @@ class RouteStatus(BaseModel):
     headers: dict[str, str]
 
 
+class WorkerStatus(BaseModel):
+    """One worker process of a multi-process Fulcrum (``workers`` > 1)."""
+
+    index: int
+    pid: int | None
+    state: Literal["starting", "serving", "restarting", "stopped"]
+    restarts: int = Field(description="times this worker was replaced after it exited")
+    uptime: float = Field(description="seconds since the current process started serving")
+    open_connections: int | None = Field(None, description="client connections open on it now")
+    requests_total: int | None = Field(None, description="finished requests of the current process")
+
+
 class Status(BaseModel):
     """Everything the dashboard shows, in one document."""
 
@@ -128,6 +140,7 @@ class Status(BaseModel):
     requests_total: int = Field(description="finished client requests")
     pools: list[PoolStatus]
     routes: list[RouteStatus]
+    workers: list[WorkerStatus] | None = Field(None, description="worker processes (null: a single process)")
 
 
 class NewBackend(BackendConfig):

@@ -40,11 +40,14 @@ log = logging.getLogger("fulcrum.pool")
 
 
 def provision(config: Config, source: str = "config.yaml",
-              loop: asyncio.AbstractEventLoop | None = None, previous: Runtime | None = None) -> Runtime:
+              loop: asyncio.AbstractEventLoop | None = None, previous: Runtime | None = None,
+              resources: Resources | None = None) -> Runtime:
     """Build everything the data plane needs; raise ConfigError listing every problem.
 
     Nothing of ``previous`` is changed unless the new runtime is complete, except
-    weights and connection settings of carried-over backends, applied as it is built."""
+    weights and connection settings of carried-over backends, applied as it is built.
+    ``resources``: for a first runtime, what its filters share (a worker's has the
+    shared-memory directory); a reload takes ``previous``'s."""
     settings = ProxySettings.from_config(config)
     problems: list[str] = []
     pools: dict[str, Pool] = {}
@@ -63,7 +66,10 @@ def provision(config: Config, source: str = "config.yaml",
         except ValueError as exc:
             where, _, message = str(exc).partition(": ")
             problems.append(format_problem(source, f"tls.{where}", message))
-    resources = previous.resources if previous is not None else Resources()
+    if previous is not None:
+        resources = previous.resources
+    elif resources is None:
+        resources = Resources()
     resources.log_format = config.log.format
     filters = FilterBuilder(config, resources, source, problems)
     chain = filters.chain(None, "")

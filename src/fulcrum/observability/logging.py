@@ -57,12 +57,27 @@ def _text(value: object) -> str:
     return json.dumps(text) if (" " in text or not text) else text
 
 
+class _Fields(logging.Filter):
+    """Adds fixed fields to every record (a worker process's index)."""
+
+    def __init__(self, fields: dict) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.fields = {**self.fields, **_fields(record)}
+        return True
+
+
 def setup_logging(fmt: str = "text", level: str = "info", stream=None,
-                  levels: dict[str, str] | None = None) -> None:
+                  levels: dict[str, str] | None = None, fields: dict | None = None) -> None:
     """Route every ``fulcrum.*`` logger to one handler with the chosen format;
-    ``levels`` sets the level of single components (``{"fulcrum.proxy": "debug"}``)."""
+    ``levels`` sets the level of single components (``{"fulcrum.proxy": "debug"}``);
+    ``fields`` are added to every line."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if fields:
+        handler.addFilter(_Fields(fields))
     root = logging.getLogger("fulcrum")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

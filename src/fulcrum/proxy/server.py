@@ -31,6 +31,7 @@ class ProxyServer:
         self.tls_server: asyncio.AbstractServer | None = None
         self.backlog = 4096
         self.request_metrics = None  # observability's per-request recorder, when metrics are on
+        self.active_checks = True  # False in a worker: the supervisor checks and tells it
         self.server: asyncio.AbstractServer | None = None
         # Ids are a per-process random prefix plus a counter: unique, and far
         # cheaper per request than uuid4.
@@ -77,8 +78,23 @@ class ProxyServer:
         self.server = await self._listen(lambda: ClientConnection(self), host, port, backlog)
         if self.runtime.tls is not None:
             self.tls_server = await self._listen_tls(self.runtime)
+        self._started()
+
+    async def start_on(self, sock: socket.socket, tls_sock: socket.socket | None = None,
+                       backlog: int = 4096) -> None:
+        """Serve listening sockets bound by someone else (a worker's, from the supervisor)."""
+        self.backlog = backlog
+        self.server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=backlog)
+        if tls_sock is not None and self.runtime.tls is not None:
+            self.tls_server = await self.loop.create_server(
+                lambda: ClientConnection(self, tls=True), sock=tls_sock, backlog=backlog,
+                ssl=self.runtime.tls.context)
+            self.runtime.resources.tls_port = tls_sock.getsockname()[1]
+        self._started()
+
+    def _started(self) -> None:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
-        self.runtime.start()
+        self.runtime.start(self.active_checks)
 
     async def _listen_tls(self, runtime: Runtime) -> asyncio.AbstractServer:
         host, port = parse_host_port(runtime.config.tls.listen)
@@ -112,7 +128,7 @@ class ProxyServer:
                 raise
         await old.stop()
         self.runtime = runtime
-        runtime.start()
+        runtime.start(self.active_checks)
         old.retire(runtime)
         if plain is not None:
             self.server.close()

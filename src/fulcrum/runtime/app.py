@@ -31,7 +31,7 @@ from fulcrum.runtime.reload import Reloader, ReloadResult
 
 log = logging.getLogger("fulcrum")
 
-def _event_loop_policy() -> None:
+def event_loop_policy() -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a hard dependency
@@ -48,7 +48,7 @@ class App:
         self.source = source
         self.proxy: ProxyServer | None = None
         self.metrics: Metrics | None = None
-        self.admin = None  # fulcrum.admin.server.AdminServer, once imported
+        self.admin: AdminStarter | None = None
         self.reloader: Reloader | None = None
         self._stop = asyncio.Event()
         self._signals = 0
@@ -74,32 +74,17 @@ class App:
             "address": f"{host}:{self.proxy.addresses[0][1]}", "version": __version__,
             "pools": pools, "loop": type(loop).__module__.split(".")[0],
         }})
-        # The admin listener starts beside the serving proxy: a signal during its start-up
-        # must not wait for it before the proxy stops accepting.
-        admin_started = loop.create_task(self._start_admin(loop), name="admin start")
-        admin_started.add_done_callback(self._admin_started)
+        self.admin = AdminStarter(self.config, self._admin_context, self._stop)
+        admin_started = loop.create_task(self.admin.start(loop), name="admin start")
         await self._stop.wait()
         log.info("shutting down", extra={"fields": {"open_connections": len(self.proxy.connections)}})
         await self.reloader.stop()
         await self.proxy.shutdown(self.proxy.runtime.config.shutdown_timeout)
-        await asyncio.wait([admin_started])
-        if self.admin is not None:
-            await self.admin.stop()
-        if not admin_started.cancelled() and admin_started.exception() is not None:
-            raise admin_started.exception()  # the admin listener could not start: so Fulcrum cannot
+        await self.admin.stop(admin_started)
         log.info("stopped")
 
-    async def _start_admin(self, loop: asyncio.AbstractEventLoop) -> None:
-        server = await loop.run_in_executor(None, importlib.import_module, "fulcrum.admin.server")
-        ctx = server.AdminContext(self.proxy, self.metrics, stopping=self._stop.is_set, reload=self._api_reload)
-        host, port = self.config.admin.listen_addr
-        self.admin = server.AdminServer(ctx, host, port, self.config.admin.token)
-        host, port = await self.admin.start()
-        log.info("admin listening", extra={"fields": {"address": _host_port(host, port)}})
-
-    def _admin_started(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._stop.set()  # serve() stops the proxy, then raises what went wrong
+    def _admin_context(self, server):
+        return server.AdminContext(self.proxy, self.metrics, stopping=self._stop.is_set, reload=self._api_reload)
 
     def _reloaded(self, result: ReloadResult) -> None:
         if result.ok:
@@ -123,12 +108,45 @@ class App:
         self._stop.set()
 
 
-def _host_port(host: str, port: int) -> str:
+class AdminStarter:
+    """Starts the admin listener beside the serving proxy (a signal during its start-up must
+    not wait for it before the proxy stops accepting) and stops it after the proxy.
+
+    The admin API's web framework is imported on a worker thread; ``make_context(module)``
+    builds the AdminContext from the imported ``fulcrum.admin.server``. If the listener
+    cannot start, ``stop_event`` is set (so the proxy stops) and ``stop`` raises why."""
+
+    def __init__(self, config: Config, make_context, stop_event: asyncio.Event) -> None:
+        self.config = config
+        self.make_context = make_context
+        self.stop_event = stop_event
+        self.server = None  # fulcrum.admin.server.AdminServer, once imported
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            module = await loop.run_in_executor(None, importlib.import_module, "fulcrum.admin.server")
+            host, port = self.config.admin.listen_addr
+            self.server = module.AdminServer(self.make_context(module), host, port, self.config.admin.token)
+            host, port = await self.server.start()
+        except BaseException:
+            self.stop_event.set()  # serve() stops the proxy, then raises what went wrong
+            raise
+        log.info("admin listening", extra={"fields": {"address": host_port(host, port)}})
+
+    async def stop(self, started: asyncio.Task) -> None:
+        await asyncio.wait([started])
+        if self.server is not None:
+            await self.server.stop()
+        if not started.cancelled() and started.exception() is not None:
+            raise started.exception()  # the admin listener could not start: so Fulcrum cannot
+
+
+def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run(config: Config, source: str) -> int:
-    _event_loop_policy()
+    event_loop_policy()
     app = App(config, source)
     try:
         asyncio.run(app.serve())

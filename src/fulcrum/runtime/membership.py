@@ -10,7 +10,7 @@ still refers to it when it goes.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from fulcrum.balancing.backend import Backend
 
@@ -35,6 +35,10 @@ class UnknownBackend(MembershipError, LookupError):
 
 class BackendConflict(MembershipError):
     """The change clashes with the pool's state (duplicate, last backend, still busy)."""
+
+
+async def _local_in_flight(backend: Backend) -> int:
+    return backend.in_flight
 
 
 class Builders:
@@ -110,24 +114,30 @@ class Membership:
         """No new requests for the backend; the ones in flight finish."""
         return self.set_enabled(backend_id, False)
 
-    async def remove_backend(self, backend_id: str, timeout: float = 30.0) -> Backend:
+    async def remove_backend(self, backend_id: str, timeout: float = 30.0,
+                             in_flight: Callable[[Backend], Awaitable[int]] | None = None) -> Backend:
         """Drain the backend, wait up to ``timeout`` s for its requests to finish, drop it.
 
-        Raises BackendConflict for the pool's last backend, or when requests are
-        still in flight at the deadline (the backend then stays drained).
+        ``in_flight`` counts the backend's requests (default: this process's; the
+        supervisor asks its workers). Raises BackendConflict for the pool's last
+        backend, or when requests are still in flight at the deadline (the backend
+        then stays drained).
         """
         backend = self.backend(backend_id)
         self._check_not_last(backend)
         self.drain(backend_id)
+        count = in_flight or _local_in_flight
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while backend.in_flight > 0 and loop.time() < deadline:
+        busy = await count(backend)
+        while busy > 0 and loop.time() < deadline:
             await asyncio.sleep(DRAIN_POLL)
+            busy = await count(backend)
         if backend not in self.backends:
             return backend  # a concurrent removal finished first
-        if backend.in_flight > 0:
+        if busy > 0:
             raise BackendConflict(
-                f"backend {backend_id!r} still has {backend.in_flight} requests in flight after "
+                f"backend {backend_id!r} still has {busy} requests in flight after "
                 f"{timeout:g}s; it stays drained (DELETE again to retry)")
         self._check_not_last(backend)
         self._drop(backend, loop)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from fulcrum.config.errors import ConfigError
-from fulcrum.config.load import load_config
+from fulcrum.config.load import load_config, read_text
 from fulcrum.config.provision import provision
 from fulcrum.observability.logging import setup_logging
 
@@ -50,14 +50,17 @@ class Reloader:
         self.source = source
         self.on_result = on_result
         self.version = 1
+        self.log_fields: dict | None = None  # added to every log line (a worker's index)
+        self.restart_keys: tuple[str, ...] = ("admin", "watch_config")  # a change is only logged
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
-    async def reload(self, trigger: str) -> ReloadResult:
+    async def reload(self, trigger: str, text: str | None = None) -> ReloadResult:
+        """Reload the config file (or ``text``, its content as the supervisor read it)."""
         async with self._lock:
             try:
-                result = await self._reload(trigger)
+                result = await self._reload(trigger, text)
             except Exception as exc:  # a bug: the running config stays, and it is said once
                 log.exception("config reload failed: internal error", extra={"fields": {"trigger": trigger}})
                 result = ReloadResult(False, self.version, [f"internal error: {exc!r}"], trigger)
@@ -65,15 +68,19 @@ class Reloader:
             self.on_result(result)
         return result
 
-    async def _reload(self, trigger: str) -> ReloadResult:
+    async def _reload(self, trigger: str, text: str | None) -> ReloadResult:
         loop = asyncio.get_running_loop()
         old_config = self.proxy.runtime.config
         try:
-            config = load_config(self.source)
+            text = read_text(self.source) if text is None else text
+            config = load_config(self.source, text=text)
+            refused = self.refused(old_config, config)
+            if refused:
+                raise ConfigError(refused)
             # A dry run first: every problem is found while nothing shared has been touched.
             provision(config, self.source, loop)
             runtime = provision(config, self.source, loop, previous=self.proxy.runtime)
-            await self.proxy.swap(runtime)
+            await self.apply(runtime, text)
         except ConfigError as exc:
             return self._failed(trigger, exc.problems)
         except OSError as exc:  # a changed listen address that cannot be bound
@@ -85,17 +92,25 @@ class Reloader:
             "routes": len(runtime.config.routes)}})
         return ReloadResult(True, self.version, trigger=trigger)
 
-    @staticmethod
-    def _apply_process_settings(old, new) -> None:
+    def refused(self, old, new) -> list[str]:
+        """Changes this process cannot make without a restart, as problems (none here)."""
+        return []
+
+    async def apply(self, runtime, text: str) -> None:
+        """Put the provisioned ``runtime`` in service (the supervisor's also tells its workers)."""
+        await self.proxy.swap(runtime)
+
+    def _apply_process_settings(self, old, new) -> None:
         """Log settings apply at once; the admin listener and the watcher stay as started."""
         if new.log != old.log:
-            setup_logging(new.log.format, new.log.level, stream=sys.stdout, levels=new.log.levels)
+            setup_logging(new.log.format, new.log.level, stream=sys.stdout, levels=new.log.levels,
+                          fields=self.log_fields)
             # The admin server's warnings follow the new handler (an admin server still being
             # imported routes them itself when it starts).
             route = getattr(sys.modules.get("fulcrum.admin.server"), "route_uvicorn_logs", None)
             if route is not None:
                 route()
-        kept = [key for key in ("admin", "watch_config") if getattr(new, key) != getattr(old, key)]
+        kept = [key for key in self.restart_keys if getattr(new, key) != getattr(old, key)]
         if kept:
             log.warning("these settings take effect at the next restart", extra={"fields": {"keys": kept}})
 

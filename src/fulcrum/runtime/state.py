@@ -44,11 +44,13 @@ class Runtime:
         # What a request no route matches meets: the global filters, then a 404.
         self.unrouted = Destination("", None, chain)
 
-    def start(self) -> None:
-        """Start what runs beside the requests (health checks, log writers); needs the running loop."""
+    def start(self, checks: bool = True) -> None:
+        """Start what runs beside the requests (health checks, log writers); needs the running loop.
+        ``checks=False``: a worker's, whose health results come from the supervisor."""
         self.resources.start()
-        for pool in self.pools.values():
-            pool.start()
+        if checks:
+            for pool in self.pools.values():
+                pool.start()
 
     async def stop(self) -> None:
         """Stop what runs beside the requests (health checks); requests go on."""
