@@ -65,15 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         pools = ", ".join(f"{n} ({len(p.backends)} backends, {p.strategy.name})" for n, p in runtime.pools.items())
         filters = ", ".join(runtime.unrouted.chain.names) or "none"
-        print(f"{source}: configuration is valid; pools: {pools}; routes: {len(config.routes)}; filters: {filters}")
+        workers = f"; workers: {config.worker_count}" if config.worker_count > 1 else ""
+        print(f"{source}: configuration is valid; pools: {pools}; routes: {len(config.routes)}; "
+              f"filters: {filters}{workers}")
         return 0
     from fulcrum.observability.logging import setup_logging
-    from fulcrum.runtime.app import run
+
+    if config.worker_count > 1:
+        from fulcrum.cluster.supervisor import run
+    else:
+        from fulcrum.runtime.app import run
 
     setup_logging(config.log.format, config.log.level, stream=sys.stdout, levels=config.log.levels)
     try:
         return run(config, source)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         logging.getLogger("fulcrum").error("cannot start", extra={"fields": {"error": str(exc)}})
         return 1
     except KeyboardInterrupt:

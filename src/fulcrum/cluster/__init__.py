@@ -1,0 +1,1 @@
+"""Multi-process mode: a supervisor and data-plane workers."""

@@ -1,0 +1,226 @@
+"""``workers: 2`` through real processes: a supervisor, two workers sharing the listener, and
+example backends. Each request goes on a connection of its own, so the kernel's SO_REUSEPORT
+hash spreads them over both workers (the status rows prove both served).
+
+What must be one across workers is checked from the outside: a rate limit counted once,
+health results, admin changes and reloads obeyed by every worker, /metrics and status that
+add the workers up, and a killed worker replaced with a log line.
+"""
+from __future__ import annotations
+
+import glob
+import http.client
+import os
+import signal
+import socket
+import time
+from collections import Counter
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.processes import admin_url, pool_config, run_cli
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def get(port: int, path: str = "/") -> tuple[int, str | None]:
+    """One request on a new connection: (status, X-Backend)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Backend")
+    finally:
+        conn.close()
+
+
+def spread(port: int, n: int) -> list[tuple[int, str | None]]:
+    return [get(port) for _ in range(n)]
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def metric_total(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+@pytest.fixture
+def cluster(backends, fulcrum):
+    """``cluster(n_backends, **config)``: Fulcrum with 2 workers in front of fresh backends."""
+
+    def start(n: int = 2, pool: dict | None = None, **config):
+        started = backends(n)
+        settings = {"workers": 2, "access_log": {"enabled": False},
+                    "admin": {"listen": "127.0.0.1:0", "token": TOKEN},
+                    "pools": {"web": {**pool_config(*started), **(pool or {})}}, **config}
+        lb = fulcrum(settings)
+        return lb, admin_url(lb), started
+
+    return start
+
+
+def status(admin: str) -> dict:
+    return httpx.get(f"{admin}/api/v1/status", headers=AUTH).json()
+
+
+def test_two_workers_share_the_listener_and_status_and_metrics_add_them_up(cluster):
+    lb, admin, _ = cluster()
+    results = spread(lb.port, 40)
+    assert [s for s, _ in results] == [200] * 40
+    body = status(admin)
+    workers = body["workers"]
+    assert [w["state"] for w in workers] == ["serving", "serving"]
+    assert len({w["pid"] for w in workers}) == 2 and lb.pid not in {w["pid"] for w in workers}
+    assert all(w["requests_total"] > 0 for w in workers), workers  # both served
+    assert sum(w["requests_total"] for w in workers) == body["requests_total"] == 40
+    assert sum(b["requests"] for b in body["pools"][0]["backends"]) == 40
+    text = httpx.get(f"{admin}/metrics").text
+    assert metric_total(text, "fulcrum_requests_total") == 40
+    assert metric_total(text, "fulcrum_request_duration_seconds_count") == 40
+    assert metric_total(text, "fulcrum_workers") == 2
+    assert metric_total(text, "fulcrum_worker_restarts_total") == 0
+
+
+def test_a_killed_worker_is_replaced_with_a_log_line_and_counters_keep_counting(cluster):
+    lb, admin, _ = cluster()
+    assert [s for s, _ in spread(lb.port, 20)] == [200] * 20
+    httpx.get(f"{admin}/metrics")  # the supervisor's last look at the worker before it dies
+    victim = status(admin)["workers"][0]
+    os.kill(victim["pid"], signal.SIGKILL)
+
+    def replaced():
+        row = status(admin)["workers"][0]
+        return row if row["state"] == "serving" and row["pid"] != victim["pid"] else None
+
+    row = wait_until(replaced, what="a replacement worker")
+    assert row["restarts"] == 1
+    assert any("worker exited; starting a replacement" in line and "worker=0" in line
+               and f"pid={victim['pid']}" in line and "SIGKILL" in line for line in lb.lines), lb.output
+    assert [s for s, _ in spread(lb.port, 20)] == [200] * 20
+    text = httpx.get(f"{admin}/metrics").text
+    assert metric_total(text, "fulcrum_worker_restarts_total") == 1
+    assert metric_total(text, "fulcrum_workers") == 2
+    # The dead worker's counts were carried over: nothing went backwards.
+    assert metric_total(text, "fulcrum_requests_total") == 40
+
+
+def test_rate_limit_holds_across_workers(cluster):
+    lb, admin, _ = cluster(1, rate_limit={"requests_per_second": 0.01, "burst": 20})
+    results = spread(lb.port, 40)
+    assert Counter(s for s, _ in results) == {200: 20, 429: 20}
+    workers = status(admin)["workers"]
+    assert all(w["requests_total"] > 0 for w in workers), workers  # both workers limited it
+
+
+def test_health_results_reach_every_worker(cluster):
+    checks = {"health_check": {"enabled": True, "path": "/health", "interval": "200ms",
+                               "unhealthy_threshold": 1, "healthy_threshold": 1}}
+    lb, admin, (b1, b2) = cluster(pool=checks)
+    httpx.get(f"{b1.url}/_control/health?ok=false")
+
+    def row(b):
+        return next(r for r in status(admin)["pools"][0]["backends"] if r["url"] == b.url)
+
+    wait_until(lambda: row(b1)["state"] == "unhealthy", what="b1 unhealthy")
+    # b1 still answers requests: only the pushed health result keeps a worker away from it.
+    assert Counter(name for _, name in spread(lb.port, 30)) == {"b2": 30}
+    httpx.get(f"{b1.url}/_control/health?ok=true")
+    wait_until(lambda: row(b1)["state"] == "up", what="b1 back up")
+    assert Counter(name for _, name in spread(lb.port, 30))["b1"] > 0
+
+
+def test_admin_changes_reach_every_worker(cluster, backends):
+    lb, admin, (b1, b2) = cluster()
+    api = f"{admin}/api/v1/pools/web/backends"
+    b1_id = f"127.0.0.1:{b1.port}"
+    assert httpx.patch(f"{api}/{b1_id}", json={"enabled": False}, headers=AUTH).status_code == 200
+    assert Counter(name for _, name in spread(lb.port, 30)) == {"b2": 30}
+    (b3,) = backends(1, prefix="new")
+    added = httpx.post(api, json={"url": b3.url, "weight": 1}, headers=AUTH)
+    assert added.status_code == 201, added.text
+    names = Counter(name for _, name in spread(lb.port, 40))
+    assert set(names) == {"b2", b3.name} and names[b3.name] > 0
+    removed = httpx.delete(f"{api}/{b1_id}", headers=AUTH)
+    assert removed.status_code == 200, removed.text
+    assert [r["url"] for r in httpx.get(api, headers=AUTH).json()] == [b2.url, b3.url]
+
+
+def test_reload_reaches_every_worker_and_a_listen_change_is_refused(cluster):
+    lb, admin, (b1, b2) = cluster()
+    config = yaml.safe_load(lb.config_path.read_text())
+    config["pools"]["web"]["backends"] = [{"url": b2.url}]
+    lb.config_path.write_text(yaml.safe_dump(config))
+    answer = httpx.post(f"{admin}/api/v1/reload", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    assert "2 workers" in answer.json()["detail"]
+    assert Counter(name for _, name in spread(lb.port, 30)) == {"b2": 30}
+
+    config["listen"] = "127.0.0.1:1"
+    lb.config_path.write_text(yaml.safe_dump(config))
+    refused = httpx.post(f"{admin}/api/v1/reload", headers=AUTH)
+    assert refused.status_code == 422
+    assert "listen: changing it needs a restart when workers > 1" in refused.json()["detail"]
+    assert Counter(s for s, _ in spread(lb.port, 10)) == {200: 10}
+
+
+def test_sigterm_stops_every_worker_and_removes_the_shared_state(cluster):
+    lb, admin, _ = cluster(1, rate_limit={"requests_per_second": 100, "burst": 100})
+    assert get(lb.port)[0] == 200
+    pids = [w["pid"] for w in status(admin)["workers"]]
+    shared = glob.glob(f"/dev/shm/fulcrum-{lb.pid}-*")
+    assert len(shared) == 1 and os.listdir(shared[0]), "the rate limit's buckets live in shared memory"
+    assert lb.stop() == 0
+    # The supervisor waited for (and reaped) every worker before it exited.
+    assert [pid for pid in pids if os.path.exists(f"/proc/{pid}")] == []
+    assert not os.path.exists(shared[0])
+    assert "stopped" in lb.output
+
+
+def test_a_port_held_by_another_reuseport_group_is_refused(tmp_path, backends):
+    (b1,) = backends(1)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    config = tmp_path / "workers.yaml"
+    config.write_text(yaml.safe_dump({"listen": f"127.0.0.1:{port}", "workers": 2,
+                                      "admin": {"listen": "127.0.0.1:0"}, "pools": {"web": pool_config(b1)}}))
+    try:
+        result = run_cli("run", "--config", str(config))
+    finally:
+        squatter.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stdout + result.stderr
+
+
+def test_workers_sharing_an_access_log_file_never_tear_each_others_lines(cluster, tmp_path):
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "access.log"
+    lb, admin, _ = cluster(1, access_log={"output": str(path), "format": "json"})
+    # Long paths make every batch span several PIPE_BUF chunks.
+    paths = [f"/{i}?{'x' * 300}" for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda p: get(lb.port, p)[0], paths))
+    assert results == [200] * 400
+    assert all(w["requests_total"] > 0 for w in status(admin)["workers"])
+    lines = wait_until(lambda: (lambda ls: ls if len(ls) >= 400 else None)(path.read_text().splitlines()),
+                       what="400 access-log lines")
+    logged = sorted(json.loads(line)["path"] for line in lines)  # a torn line would not parse
+    assert logged == sorted(paths)
