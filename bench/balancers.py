@@ -1,7 +1,7 @@
 """Start the bench's servers: the nginx backend pair, the upload sink and the balancers.
 
 Configs come from the *.tmpl files beside this one ({{name}} placeholders) or, for Fulcrum, are
-generated here. Every balancer runs one worker on a free 127.0.0.1 port, round robin over the
+generated here. Every balancer runs ``--workers`` workers (default 1) on a free 127.0.0.1 port, round robin over the
 given backend ports, with keep-alive to them; `start_balancer` returns only once a real GET
 through it answered 200.
 """
@@ -38,9 +38,11 @@ def render(template: str, **values: object) -> str:
     return re.sub(r"\{\{(\w+)\}\}", fill, text)
 
 
-def fulcrum_yaml(port: int, admin_port: int, backends: list[int], idle: bool, edge_log: Path | None = None) -> str:
+def fulcrum_yaml(port: int, admin_port: int, backends: list[int], idle: bool, edge_log: Path | None = None,
+                 workers: int = 1) -> str:
     lines = [
         f'listen: "127.0.0.1:{port}"',
+        f"workers: {workers}",
         f'admin: {{listen: "127.0.0.1:{admin_port}"}}',
         "log: {level: warning}",
         "limits: {max_connections: 0}",  # as nginx and HAProxy here: bounded by the fd limit only
@@ -73,6 +75,7 @@ class Lab:
     children: Children
     fulcrum_bin: str | None
     nofile: int
+    workers: int = 1
     user_directive: str = "user root;" if os.geteuid() == 0 else ""
 
     def _nginx_cmd(self, conf: Path, name: str) -> list[str]:
@@ -136,6 +139,7 @@ class Lab:
                 limit_zone=f"limit_req_zone $binary_remote_addr zone=perip:10m rate={EDGE_RATE}r/s;",
                 limit_req=f"limit_req zone=perip burst={EDGE_RATE} nodelay;")
         conf.write_text(render("nginx_proxy.conf.tmpl", user=self.user_directive, tmp=self.tmp, port=port,
+                               workers=self.workers,
                                servers=servers, nofile=max(self.nofile, 1024),
                                worker_connections=max(1024, self.nofile - 64), **edge_values))
         return self.children.start("nginx-edge" if edge else "nginx", self._nginx_cmd(conf, f"nginx-proxy-{port}"), port)
@@ -151,7 +155,7 @@ class Lab:
         conf = self.tmp / f"haproxy-{port}.cfg"
         servers = "\n".join(f"    server b{i} 127.0.0.1:{p}" for i, p in enumerate(backends, 1))
         conf.write_text(render("haproxy.cfg.tmpl", port=port, servers=servers,
-                               maxconn=max(1000, self.nofile - 100)))
+                               maxconn=max(1000, self.nofile - 100), workers=self.workers))
         return self.children.start("haproxy", [haproxy, "-f", str(conf), "-db"], port)
 
     def _start_fulcrum(self, backends: list[int], idle: bool, edge: bool = False) -> Managed:
@@ -159,7 +163,7 @@ class Lab:
         port, admin_port = free_ports(2)
         conf = self.tmp / f"fulcrum-{port}.yaml"
         edge_log = self.tmp / f"fulcrum-access-{port}.log" if edge else None
-        conf.write_text(fulcrum_yaml(port, admin_port, backends, idle, edge_log))
+        conf.write_text(fulcrum_yaml(port, admin_port, backends, idle, edge_log, self.workers))
         # FULCRUM_* variables in the environment pass through (the CLI reads them as overrides).
         name = "fulcrum-edge" if edge else "fulcrum"
         return self.children.start(name, [fulcrum, "run", "--config", str(conf)], port)

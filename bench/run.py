@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--edge", action="store_true",
                    help="add nginx-edge and fulcrum-edge: rate limiting and an access log on")
     p.add_argument("--haproxy", action="store_true", help="install HAProxy if missing and bench it")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes per balancer: nginx worker_processes, Fulcrum workers, HAProxy nbthread")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--fulcrum-bin", help="fulcrum executable (default: .venv/bin/fulcrum)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the markdown report goes")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
@@ -82,11 +85,11 @@ def phase_throughput(lab: Lab, names: list[str], backends: list[int], args) -> l
         for name, child in started.items():
             if args.warmup > 0:
                 log(f"warm-up {name} ({args.warmup:g} s)")
-                run_wrk(child, 0, args.connections, args.warmup)
+                run_wrk(child, 0, args.connections, args.warmup, args.threads)
         runs = []
         for round_no in range(1, args.rounds + 1):
             for name, child in started.items():
-                run = run_wrk(child, round_no, args.connections, args.duration)
+                run = run_wrk(child, round_no, args.connections, args.duration, args.threads)
                 log(f"round {round_no} {name}: {run.rps:,.0f} req/s, p99 {run.p99_ms:.2f} ms, "
                     f"{run.cpu_us_per_req:.1f} µs CPU/req")
                 runs.append(run)
@@ -182,7 +185,7 @@ def _environment(args, names: list[str]) -> list[str]:
     return [
         f"- Box: {cpu}, {os.cpu_count()} cores, Linux {platform.release()}; {', '.join(versions)}; "
         f"repo at {commit}.",
-        f"- All processes — the backend nginx (1 worker), every balancer (1 worker each; idle ones stay "
+        f"- All processes — the backend nginx (1 worker), every balancer ({args.workers} worker(s) each; idle ones stay "
         f"running while another is measured), wrk and this script's own client — run at once on this same "
         f"{os.cpu_count()}-core box, unpinned. Compare balancers with each other; these are not capacities.",
         f"- 1-minute load average: {args.load_before:.2f} before the bench, {os.getloadavg()[0]:.2f} after "
@@ -217,7 +220,7 @@ def report(args, names: list[str], runs: list[WrkRun], transfers: list[Transfer]
     targets: list[str] = []
 
     if runs:
-        out += [f"## Throughput — `wrk -t1 -c{args.connections} -d{args.duration:g}s --latency`, "
+        out += [f"## Throughput — `wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency`, "
                 f"{args.rounds} round(s), medians", ""]
         med = {n: {k: _median([getattr(r, k) for r in runs if r.balancer == n])
                    for k in ("rps", "p99_ms", "cpu_us_per_req")} for n in names}
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     children = Children(tmp)
     try:
         names = _select_balancers(args)
-        lab = Lab(tmp, children, args.fulcrum_bin, nofile)
+        lab = Lab(tmp, children, args.fulcrum_bin, nofile, args.workers)
         backend, backends = lab.start_backends(args.body_mb << 20)
         log(f"backends: nginx on 127.0.0.1:{backends[0]} and :{backends[1]}; balancers: {', '.join(names)}")
         runs, transfers, body_note, idle = [], [], "", []
