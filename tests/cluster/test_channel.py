@@ -11,11 +11,11 @@ import pytest
 from fulcrum.cluster.channel import Channel, ChannelClosed
 
 
-async def connected(handler=None, on_event=None, on_close=None):
+async def connected(handler=None, on_close=None):
     loop = asyncio.get_running_loop()
     a, b = socket.socketpair()
     _, left = await loop.create_unix_connection(lambda: Channel(on_close=on_close), sock=a)
-    _, right = await loop.create_unix_connection(lambda: Channel(handler, on_event), sock=b)
+    _, right = await loop.create_unix_connection(lambda: Channel(handler), sock=b)
     return left, right
 
 
@@ -58,21 +58,5 @@ def test_a_closed_peer_fails_waiting_requests_and_later_sends():
         await asyncio.wait_for(closed.wait(), 5)
         with pytest.raises(ChannelClosed):
             left.send({"op": "late"})
-
-    asyncio.run(run())
-
-
-def test_events_reach_on_event():
-    async def run():
-        events = []
-        left, right = await connected(on_event=events.append)
-        left.send({"event": "ready", "pid": 1})
-        for _ in range(100):
-            if events:
-                break
-            await asyncio.sleep(0.01)
-        assert events == [{"event": "ready", "pid": 1}]
-        left.close()
-        right.close()
 
     asyncio.run(run())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client import generate_latest
@@ -15,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from fulcrum import __version__
 from fulcrum.admin import schemas
 from fulcrum.admin.status import status
-from fulcrum.balancing.backend import Backend
 from fulcrum.cluster.merge import (
     MAX, MIN, SUM, SUPERVISOR, WORKERS, MetricsAggregate, merge_pool, merge_rows, merge_status,
     rule_for,
@@ -23,6 +21,7 @@ from fulcrum.cluster.merge import (
 from fulcrum.config.load import load_config_from_dict
 from fulcrum.config.provision import provision
 from fulcrum.observability.metrics import DURATION_BUCKETS, Metrics
+from tests.support.fake_exchange import FakeExchange
 
 CONFIG = {"pools": {"web": {"backends": [
     {"url": "http://127.0.0.1:9001", "id": "b1"},
@@ -32,23 +31,6 @@ GET_2XX = {"pool": "web", "route": "web", "method": "GET", "status_class": "2xx"
 
 
 # -- real processes' state -----------------------------------------------------------------
-@dataclass
-class FakeExchange:
-    """The fields ``RequestMetrics.observe`` reads off a finished exchange."""
-
-    pool: object
-    backend: Backend | None
-    method: bytes = b"GET"
-    status: int = 200
-    route: str = "web"
-    body_bytes: int = 0
-    bytes_out: int = 0
-    tries: int = 1
-    duration: float = 0.001
-    upstream_time: float = 0.0005
-    rate_limited: bool = False
-
-
 class FakeProxy:
     """What FulcrumCollector reads off the proxy server."""
 

@@ -3,8 +3,7 @@
 #
 # A request carries "id" and "op"; its answer carries "re" (the request's id) and "ok",
 # with "error" when not ok. Requests are handled one at a time, in the order they came,
-# so a reload and the membership sync that follows it are applied in that order. A
-# message with neither "id" nor "re" is an event (the worker's "ready").
+# so a reload and the membership sync that follows it are applied in that order.
 # The channel never touches the proxy's sockets; it is cold-path only.
 from __future__ import annotations
 
@@ -30,13 +29,10 @@ class ChannelClosed(ConnectionError):
 class Channel(asyncio.Protocol):
     """One end of a control channel. ``handler(request)`` answers requests (its dict is
     sent back with ``ok: true``; an exception becomes ``ok: false`` with the message);
-    ``on_event(message)`` hears events; ``on_close()`` is called once when the other end
-    has gone."""
+    ``on_close()`` is called once when the other end has gone."""
 
-    def __init__(self, handler: Handler | None = None, on_event: Callable[[dict], None] | None = None,
-                 on_close: Callable[[], None] | None = None) -> None:
+    def __init__(self, handler: Handler | None = None, on_close: Callable[[], None] | None = None) -> None:
         self.handler = handler
-        self.on_event = on_event
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -110,10 +106,10 @@ class Channel(asyncio.Protocol):
             future = self._waiting.get(message["re"])
             if future is not None and not future.done():
                 future.set_result(message)
-        elif "id" in message:
+        elif "id" in message and self.handler is not None:
             self._requests.put_nowait(message)
-        elif self.on_event is not None:
-            self.on_event(message)
+        else:
+            log.warning("control message ignored", extra={"fields": {"keys": sorted(message)}})
 
     async def _serve(self) -> None:
         while True:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import glob
 import logging
 import os
 import shutil
@@ -101,12 +102,18 @@ class ControlPlane:
         pool.health_changed(backend, transition)
         self.supervisor.push_soon(pool.name)
 
+    @staticmethod
+    def start(runtime) -> None:
+        """Start the health checks only: the filters' log writers have nothing to write here."""
+        for pool in runtime.pools.values():
+            pool.start()
+
     async def swap(self, runtime) -> None:
         old = self.runtime
         await old.stop()
         self.runtime = runtime
         self.watch_health(runtime)
-        runtime.start()
+        self.start(runtime)
         old.retire(runtime)
 
 
@@ -148,6 +155,7 @@ class Supervisor:
         self.shared: str | None = None
         self.reloader: ClusterReloader | None = None
         self.restarts_total = 0
+        self.processes: set[asyncio.subprocess.Process] = set()  # every live worker, replaced ones too
         self.stopping = False
         self._stop = asyncio.Event()
         self._signals = 0
@@ -160,7 +168,9 @@ class Supervisor:
         self.text = read_text(self.source)
         self.config = load_config(self.source, text=self.text)  # what the workers will read
         check_exposure(self.config.admin.listen_addr[0], self.config.admin.token)
-        self.shared = tempfile.mkdtemp(prefix=f"fulcrum-{os.getpid()}-", dir=_shared_root())
+        root = _shared_root()
+        _remove_stale(root)
+        self.shared = tempfile.mkdtemp(prefix=f"fulcrum-{os.getpid()}-", dir=root)
         try:
             await self._serve(loop)
         finally:
@@ -182,7 +192,7 @@ class Supervisor:
         if failed:
             await self._stop_workers(0.0)
             raise RuntimeError(f"a worker could not start: {failed[0]}")
-        self.control.runtime.start()  # health checks, once every worker can hear their results
+        self.control.start(self.control.runtime)  # health checks, once every worker hears their results
         self.reloader = ClusterReloader(self, on_result=self._reloaded)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reloader.reload("SIGHUP")))
         if self.config.watch_config:
@@ -238,26 +248,28 @@ class Supervisor:
         try:
             # Its own session: a Ctrl-C in the terminal reaches the supervisor only, which
             # then stops the workers once (a second signal to a worker would cut it short).
-            slot.process = await asyncio.create_subprocess_exec(*argv, pass_fds=fds, start_new_session=True)
+            process = await asyncio.create_subprocess_exec(*argv, pass_fds=fds, start_new_session=True)
+            _, channel = await asyncio.get_running_loop().create_unix_connection(Channel, sock=parent)
         finally:
             child.close()
-        slot.pid = slot.process.pid
+        self.processes.add(process)
+        slot.process, slot.channel, slot.pid = process, channel, process.pid
         slot.started_at = time.monotonic()
-        slot.watcher = asyncio.get_running_loop().create_task(self._watch(slot), name=f"worker {slot.index}")
-        _, slot.channel = await asyncio.get_running_loop().create_unix_connection(Channel, sock=parent)
-        await slot.channel.request("start", START_TIMEOUT, text=self.text,
-                                   pools=sync.membership(self.control.runtime))
+        slot.watcher = asyncio.get_running_loop().create_task(self._watch(slot, process, channel),
+                                                              name=f"worker {slot.index}")
+        await channel.request("start", START_TIMEOUT, text=self.text, pools=sync.membership(self.control.runtime))
         slot.state = "serving"
+        # Pushes while it started skipped it (it was not serving yet): catch up once.
+        await channel.request("sync", REQUEST_TIMEOUT, pools=sync.membership(self.control.runtime))
         log.info("worker started", extra={"fields": {"worker": slot.index, "pid": slot.pid}})
 
     # -- supervision -----------------------------------------------------------------------
-    async def _watch(self, slot: WorkerSlot) -> None:
-        process = slot.process
+    async def _watch(self, slot: WorkerSlot, process: asyncio.subprocess.Process, channel: Channel) -> None:
         code = await process.wait()
-        if slot.channel is not None:
-            slot.channel.close()
+        channel.close()
+        self.processes.discard(process)
         if self.stopping or slot.process is not process:
-            return
+            return  # shutting down, or a process replaced on purpose (already counted)
         lived = time.monotonic() - slot.started_at
         slot.fast_exits = slot.fast_exits + 1 if lived < FAST_EXIT else 0
         delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (slot.fast_exits - 1)) if slot.fast_exits else 0.0
@@ -269,6 +281,9 @@ class Supervisor:
             "worker": slot.index, "pid": process.pid, "exit": _exit_reason(code),
             "uptime": round(lived, 3), "restart_in": delay}})
         await asyncio.sleep(delay)
+        await self._restart(slot)
+
+    async def _restart(self, slot: WorkerSlot) -> None:
         if self.stopping:
             return
         try:
@@ -279,17 +294,18 @@ class Supervisor:
                 slot.process.kill()
 
     async def _stop_workers(self, timeout: float) -> None:
+        """SIGTERM to every worker process (replaced ones still draining too), wait, kill the late."""
         self.stopping = True
-        running = [s for s in self.slots if s.process is not None and s.process.returncode is None]
-        for slot in running:
-            slot.process.send_signal(signal.SIGTERM)
-        waits = [asyncio.create_task(s.process.wait()) for s in running]
+        running = [p for p in self.processes if p.returncode is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        waits = [asyncio.create_task(p.wait()) for p in running]
         if waits:
             _, late = await asyncio.wait(waits, timeout=timeout + KILL_GRACE)
-            for slot in running:
-                if slot.process.returncode is None:
-                    log.warning("worker did not stop in time; killed", extra={"fields": {"worker": slot.index}})
-                    slot.process.kill()
+            for process in running:
+                if process.returncode is None:
+                    log.warning("worker did not stop in time; killed", extra={"fields": {"pid": process.pid}})
+                    process.kill()
             if late:
                 await asyncio.wait(late)
         for slot in self.slots:
@@ -299,9 +315,9 @@ class Supervisor:
         self._signals += 1
         if self._signals > 1:
             log.warning("second signal: exiting now")
-            for slot in self.slots:
-                if slot.process is not None and slot.process.returncode is None:
-                    slot.process.kill()
+            for process in self.processes:
+                if process.returncode is None:
+                    process.kill()
             raise SystemExit(1)
         log.info("signal received", extra={"fields": {"signal": signal.Signals(sig).name}})
         self._stop.set()
@@ -315,8 +331,8 @@ class Supervisor:
         return list(zip(slots, answers))
 
     async def push(self, pool_name: str | None = None) -> None:
-        """Send the membership (of one pool, or all) to every worker and wait until applied.
-        A worker starting meanwhile gets the state with its ``start``."""
+        """Send the membership (of one pool, or all) to every serving worker and wait until
+        applied. A worker starting meanwhile gets the whole state once it serves."""
         pools = sync.membership(self.control.runtime, pool_name)
         for slot, answer in await self.broadcast("sync", pools=pools):
             if isinstance(answer, BaseException) and not isinstance(answer, ChannelClosed):
@@ -336,8 +352,16 @@ class Supervisor:
         await self.push()  # admin changes and health the new runtimes carried or rebuilt
 
     def _replace(self, slot: WorkerSlot) -> None:
-        if slot.process is not None and slot.process.returncode is None:
-            slot.process.send_signal(signal.SIGTERM)  # its exit starts a replacement on the current text
+        """Drain the slot's process and start its replacement (on the current text) at once, on
+        the same socket: the old one stops accepting, the new one takes the queue."""
+        old, slot.process = slot.process, None  # its watcher sees it is no longer the slot's
+        slot.state = "restarting"
+        slot.restarts += 1
+        self.restarts_total += 1
+        self.aggregate.retire(slot.index)
+        if old is not None and old.returncode is None:
+            old.send_signal(signal.SIGTERM)
+        asyncio.get_running_loop().create_task(self._restart(slot), name=f"replace worker {slot.index}")
 
     async def snapshots(self, metrics: bool = False, status: bool = True) -> list[tuple[WorkerSlot, dict]]:
         """Every serving worker's status and/or metrics text (the aggregate keeps the metrics)."""
@@ -395,9 +419,20 @@ def _exit_reason(code: int) -> str:
     return f"code {code}"
 
 
-def _shared_root() -> str | None:
+def _shared_root() -> str:
     # /dev/shm is memory on Linux; elsewhere the temp directory's page cache does the same job.
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        return "/dev/shm"
+    return tempfile.gettempdir()
+
+
+def _remove_stale(root: str) -> None:
+    """Shared directories of supervisors that were killed (no process has their pid any more)."""
+    for path in glob.glob(os.path.join(root, "fulcrum-*-*")):
+        pid = os.path.basename(path).split("-")[1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and os.stat(path).st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed a killed instance's shared state", extra={"fields": {"path": path}})
 
 
 def run(config: Config, source: str) -> int:
