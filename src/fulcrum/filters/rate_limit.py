@@ -5,7 +5,8 @@ right-most untrusted X-Forwarded-For (or Forwarded) address, so a client cannot 
 way out of its limit. Over the limit: 429 with Retry-After; every limited response, and
 allowed ones unless ``headers: false``, carries RateLimit-Limit / -Remaining / -Reset
 (draft-ietf-httpapi-ratelimit-headers). Memory: at most ``max_keys`` buckets (LRU); with
-workers, one table shared by all of them (``Resources.bucket_table``).
+workers, one table in shared memory for all of them (``Resources.bucket_table``), which
+evicts the oldest bucket of a full group of 8 instead.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ import os
 import struct
 from hashlib import blake2b
 
-from fulcrum.filters.token_bucket import _EPS, Decision, _check
+from fulcrum.filters.token_bucket import _EPS, Decision, check_table
 
 _WAYS = 8
 _SLOT = struct.Struct("<Qdd")
@@ -92,17 +92,7 @@ class SharedBucketTable:
 
     def __init__(self, path: str, rate: float, burst: float, max_keys: int = 100_000,
                  idle_after: float | None = None) -> None:
-        _check(rate, burst)
-        if max_keys < 1:
-            raise ValueError(f"bucket table max_keys must be >= 1 (got {max_keys})")
-        refill_time = burst / rate
-        if idle_after is None:
-            idle_after = refill_time
-        elif idle_after < refill_time:
-            raise ValueError(
-                f"bucket table idle_after must be >= burst / rate = {refill_time:g} s, "
-                f"the time an idle bucket takes to refill (got {idle_after})"
-            )
+        idle_after = check_table(rate, burst, max_keys, idle_after)
         self.path = path
         self.rate = rate
         self.burst = burst

@@ -22,6 +22,22 @@ def _check(rate: float, burst: float) -> None:
         raise ValueError(f"token bucket burst must be >= 1 (got {burst})")
 
 
+def check_table(rate: float, burst: float, max_keys: int, idle_after: float | None) -> float:
+    """Validate a bucket table's settings; its ``idle_after`` (default: the refill time)."""
+    _check(rate, burst)
+    if max_keys < 1:
+        raise ValueError(f"bucket table max_keys must be >= 1 (got {max_keys})")
+    refill_time = burst / rate
+    if idle_after is None:
+        return refill_time
+    if idle_after < refill_time:
+        raise ValueError(
+            f"bucket table idle_after must be >= burst / rate = {refill_time:g} s, "
+            f"the time an idle bucket takes to refill (got {idle_after})"
+        )
+    return idle_after
+
+
 class TokenBucket:
     """One token bucket: holds up to ``burst`` tokens, refills at ``rate`` tokens per second.
 
@@ -128,17 +144,7 @@ class BucketTable:
     __slots__ = ("rate", "burst", "limit", "max_keys", "idle_after", "buckets", "evicted_total", "expired_total")
 
     def __init__(self, rate: float, burst: float, max_keys: int = 100_000, idle_after: float | None = None) -> None:
-        _check(rate, burst)
-        if max_keys < 1:
-            raise ValueError(f"bucket table max_keys must be >= 1 (got {max_keys})")
-        refill_time = burst / rate
-        if idle_after is None:
-            idle_after = refill_time
-        elif idle_after < refill_time:
-            raise ValueError(
-                f"bucket table idle_after must be >= burst / rate = {refill_time:g} s, "
-                f"the time an idle bucket takes to refill (got {idle_after})"
-            )
+        idle_after = check_table(rate, burst, max_keys, idle_after)
         self.rate = rate
         self.burst = burst
         self.limit = int(burst)
