@@ -3,7 +3,6 @@ exchange carries, and the collector exposes it (and live backend state) as valid
 text that prometheus_client's own parser reads back."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client import generate_latest
@@ -14,23 +13,7 @@ from fulcrum.config.load import load_config_from_dict
 from fulcrum.config.provision import provision
 from fulcrum.observability.metrics import RECENT_SAMPLES, Metrics, RequestMetrics
 from tests.support.admin_client import Samples
-
-
-@dataclass
-class FakeExchange:
-    """The fields the log phase hands to ``observe``."""
-
-    pool: object = None
-    backend: Backend | None = None
-    method: bytes = b"GET"
-    status: int = 200
-    route: str = "web"
-    body_bytes: int = 0
-    bytes_out: int = 0
-    tries: int = 1
-    duration: float = 0.001
-    upstream_time: float = 0.0005
-    rate_limited: bool = False
+from tests.support.fake_exchange import FakeExchange
 
 
 class FakeProxy:
