@@ -156,3 +156,27 @@ def test_dashboard_shows_backends_live_and_acts_on_them(backends, fulcrum, brows
     assert wait_until(lambda: "5\neff" in rows(browser)[ids[0]]["text"], 10)  # the weight cell
     assert httpx.get(url + "/api/v1/pools/web/backends", trust_env=False).json()[0]["weight"] == 5
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_dashboard_of_a_multi_process_fulcrum_shows_one_view(backends, fulcrum, browser):
+    b1, b2 = backends(2)
+    lb = fulcrum({"workers": 2, "admin": {"token": TOKEN}, "pools": {"web": pool_config(b1, b2)}})
+    ids = [f"127.0.0.1:{b1.port}", f"127.0.0.1:{b2.port}"]
+    browser.get(admin_url(lb) + "/")
+    assert wait_until(lambda: sorted(rows(browser)) == sorted(ids), 15), browser.page_source[:2000]
+    def kpi():
+        return browser.execute_script("return document.getElementById('k-workers').textContent")
+
+    assert wait_until(lambda: kpi() == "2/2 (0)", 10), kpi()
+    with Traffic(lb.url):  # read through the supervisor, which asks its workers
+        assert wait_until(lambda: all(rate_plot(browser, b)[1] > 0 for b in ids), 20)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-workers.png"))
+    click(browser, ids[1], "drain")
+    enter_token(browser, TOKEN)
+    assert wait_until(lambda: rows(browser)[ids[1]]["state"] == "disabled", 10)
+    seen = set()
+    for _ in range(20):  # a connection each, so both workers answer: each has the drain
+        with httpx.Client(trust_env=False) as client:
+            seen.add(client.get(lb.url + "/").headers["x-backend"])
+    assert seen == {"b1"}
