@@ -11,12 +11,15 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import shutil
+import tempfile
 import time
 
 import uvloop
 
 from fulcrum.config.load import load_config_from_dict
 from fulcrum.config.provision import provision
+from fulcrum.filters.resources import Resources
 from fulcrum.proxy.client import ClientConnection
 from fulcrum.proxy.server import ProxyServer
 from fulcrum.proxy.upstream import UpstreamConnection
@@ -70,11 +73,13 @@ def _config(edge: bool) -> dict:
     return config
 
 
-def run(n: int, profile: bool, repeat: int, edge: bool = False) -> None:
+def run(n: int, profile: bool, repeat: int, edge: bool = False, shared: bool = False) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         config = load_config_from_dict(_config(edge))
-        runtime = provision(config, "<micro>", loop)
+        # --shared: the rate-limit buckets in shared memory, as a worker of `workers: N` has them.
+        resources = Resources(shared_dir=tempfile.mkdtemp(prefix="fulcrum-micro-")) if shared else None
+        runtime = provision(config, "<micro>", loop, resources=resources)
         runtime.resources.start()
         server = ProxyServer(runtime, loop)
         conns = runtime.pools["web"].connections["127.0.0.1:9"]
@@ -101,8 +106,10 @@ def run(n: int, profile: bool, repeat: int, edge: bool = False) -> None:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         runtime.resources.close()
-        print(f"{best / n * 1e6:.2f} µs CPU per request (proxy code only{', edge filters on' if edge else ''}, "
-              f"best of {repeat} x {n} requests)")
+        if shared:
+            shutil.rmtree(resources.shared_dir)
+        what = (", edge filters on" if edge else "") + (", buckets in shared memory" if shared else "")
+        print(f"{best / n * 1e6:.2f} µs CPU per request (proxy code only{what}, best of {repeat} x {n} requests)")
 
     uvloop.run(main())
 
@@ -113,5 +120,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--edge", action="store_true", help="rate limiting and the access log on")
+    parser.add_argument("--shared", action="store_true",
+                        help="with --edge: rate-limit buckets in shared memory (as with workers > 1)")
     args = parser.parse_args()
-    run(args.n, args.profile, 1 if args.profile else args.repeat, args.edge)
+    run(args.n, args.profile, 1 if args.profile else args.repeat, args.edge, args.shared)
