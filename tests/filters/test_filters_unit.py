@@ -529,3 +529,56 @@ def test_writer_appends_lines_to_a_file_and_flushes_on_close(tmp_path):
     writer.close()
     assert path.read_text() == "earlier\nline 0\nline 1\nline 2\n"
     assert writer.written == 3 and writer.dropped == 0 and writer.failed == 0
+
+
+# -- access-log writes shared by worker processes ---------------------------------------------
+
+def _writes(fd, lines, monkeypatch) -> list[bytes]:
+    import os
+
+    from fulcrum.observability import access_log
+
+    written: list[bytes] = []
+    real = os.write
+
+    def spy(target, data):
+        written.append(bytes(data))
+        return real(target, data)
+
+    monkeypatch.setattr(access_log.os, "write", spy)
+    access_log.write_lines(fd, lines)
+    return written
+
+
+def test_access_log_lines_go_to_a_pipe_in_whole_line_chunks_of_at_most_pipe_buf(monkeypatch):
+    import os
+    import select
+    import threading
+
+    lines = [("x" * (i % 700)) + str(i) for i in range(300)] + ["y" * 9000, "z"]
+    r, w = os.pipe()
+    received = bytearray()
+    reader = threading.Thread(target=lambda: [received.extend(b) for b in iter(lambda: os.read(r, 65536), b"")])
+    reader.start()
+    writes = _writes(w, lines, monkeypatch)
+    os.close(w)
+    reader.join()
+    os.close(r)
+    assert received.decode().split("\n")[:-1] == lines
+    assert len(writes) > 10
+    for chunk in writes:
+        assert chunk.endswith(b"\n")  # whole lines only
+        assert len(chunk) <= select.PIPE_BUF or chunk.count(b"\n") == 1  # or one long line alone
+
+
+def test_access_log_lines_go_to_a_file_in_one_write(monkeypatch, tmp_path):
+    import os
+
+    lines = [f"line {i} " + "x" * 200 for i in range(256)]
+    fd = os.open(tmp_path / "access.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        writes = _writes(fd, lines, monkeypatch)
+    finally:
+        os.close(fd)
+    assert len(writes) == 1  # O_APPEND: one write lands whole, whoever else appends
+    assert (tmp_path / "access.log").read_text().split("\n")[:-1] == lines
