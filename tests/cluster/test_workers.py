@@ -280,3 +280,20 @@ def test_tls_listener_is_shared_by_the_workers_too(cluster, tmp_path):
     for _ in range(6):
         redirect = httpx.get(f"{lb.url}/x", headers={"Connection": "close", "Host": "a.test"}, trust_env=False)
         assert (redirect.status_code, redirect.headers["location"]) == (308, f"https://a.test:{port}/x")
+
+
+def test_a_worker_that_exits_cleanly_is_replaced_on_the_socket_it_closed(cluster):
+    lb, admin, _ = cluster()
+    victim = status(admin)["workers"][1]
+    os.kill(victim["pid"], signal.SIGTERM)  # it drains and closes its listener (its copy of it)
+
+    def replaced():
+        row = status(admin)["workers"][1]
+        return row if row["state"] == "serving" and row["pid"] != victim["pid"] else None
+
+    wait_until(replaced, what="a replacement worker")
+    assert any("worker exited; starting a replacement" in line and 'exit="code 0"' in line for line in lb.lines)
+    workers_before = {w["index"]: w["requests_total"] for w in status(admin)["workers"]}
+    assert [s for s, _ in spread(lb.port, 30)] == [200] * 30
+    after = {w["index"]: w["requests_total"] for w in status(admin)["workers"]}
+    assert after[1] > workers_before[1], after  # the shared socket still reaches slot 1
