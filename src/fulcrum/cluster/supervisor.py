@@ -367,9 +367,8 @@ class Supervisor:
         """Every serving worker's status and/or metrics text (the aggregate keeps the metrics)."""
         out = []
         for slot, answer in await self.broadcast("snapshot", SNAPSHOT_TIMEOUT, metrics=metrics, status=status):
-            # An answer from a process that died meanwhile was counted when it was retired.
-            if isinstance(answer, dict) and answer["pid"] == slot.pid:
-                if metrics:
+            if isinstance(answer, dict):
+                if metrics:  # a late answer of a process already retired is dropped there
                     self.aggregate.update(slot.index, answer["metrics"])
                 out.append((slot, answer))
         return out

@@ -111,7 +111,7 @@ class Worker:
         from prometheus_client import generate_latest
 
         proxy = self.proxy
-        answer: dict = {"pid": os.getpid()}
+        answer: dict = {}
         if metrics:
             answer["metrics"] = generate_latest(self.metrics.registry).decode()
         if state:
