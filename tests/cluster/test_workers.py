@@ -13,17 +13,15 @@ import http.client
 import os
 import signal
 import socket
-import time
 from collections import Counter
 
 import httpx
 import pytest
 import yaml
 
-from tests.support.processes import Fulcrum, admin_url, pool_config, run_cli
-
-TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.support.admin_client import TOKEN, AdminClient
+from tests.support.fake_backend import wait_until
+from tests.support.processes import Fulcrum, pool_config, run_cli
 
 
 def get(port: int, path: str = "/") -> tuple[int, str | None]:
@@ -42,22 +40,6 @@ def spread(port: int, n: int) -> list[tuple[int, str | None]]:
     return [get(port) for _ in range(n)]
 
 
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def metric_total(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
-
-
 def cluster_config(started, pool: dict | None = None, **config) -> dict:
     return {"workers": 2, "access_log": {"enabled": False}, "admin": {"listen": "127.0.0.1:0", "token": TOKEN},
             "pools": {"web": {**pool_config(*started), **(pool or {})}}, **config}
@@ -66,71 +48,79 @@ def cluster_config(started, pool: dict | None = None, **config) -> dict:
 @pytest.fixture
 def cluster(backends, fulcrum):
     """``cluster(n_backends, **config)``: Fulcrum with 2 workers in front of fresh backends
-    (it must exit 0 when the test ends)."""
+    (it must exit 0 when the test ends), its AdminClient and the backends."""
+    clients: list[AdminClient] = []
 
     def start(n: int = 2, pool: dict | None = None, **config):
         started = backends(n)
         lb = fulcrum(cluster_config(started, pool, **config))
-        return lb, admin_url(lb), started
+        clients.append(AdminClient(lb))
+        return lb, clients[-1], started
 
-    return start
+    yield start
+    for client in clients:
+        client.close()
 
 
-def status(admin: str) -> dict:
-    return httpx.get(f"{admin}/api/v1/status", headers=AUTH).json()
+def workers(admin: AdminClient) -> list[dict]:
+    return admin.status()["workers"]
+
+
+def replaced(admin: AdminClient, index: int, old_pid: int):
+    """A predicate: slot ``index`` serves from a process other than ``old_pid``."""
+    def check() -> bool:
+        row = workers(admin)[index]
+        return row["state"] == "serving" and row["pid"] != old_pid
+    return check
 
 
 def test_two_workers_share_the_listener_and_status_and_metrics_add_them_up(cluster):
     lb, admin, _ = cluster()
     results = spread(lb.port, 40)
     assert [s for s, _ in results] == [200] * 40
-    body = status(admin)
-    workers = body["workers"]
-    assert [w["state"] for w in workers] == ["serving", "serving"]
-    assert len({w["pid"] for w in workers}) == 2 and lb.pid not in {w["pid"] for w in workers}
-    assert all(w["requests_total"] > 0 for w in workers), workers  # both served
-    assert sum(w["requests_total"] for w in workers) == body["requests_total"] == 40
+    body = admin.status()
+    rows = body["workers"]
+    assert [w["state"] for w in rows] == ["serving", "serving"]
+    assert len({w["pid"] for w in rows}) == 2 and lb.pid not in {w["pid"] for w in rows}
+    assert all(w["requests_total"] > 0 for w in rows), rows  # both served
+    assert sum(w["requests_total"] for w in rows) == body["requests_total"] == 40
     assert sum(b["requests"] for b in body["pools"][0]["backends"]) == 40
-    text = httpx.get(f"{admin}/metrics").text
-    assert metric_total(text, "fulcrum_requests_total") == 40
-    assert metric_total(text, "fulcrum_request_duration_seconds_count") == 40
-    assert metric_total(text, "fulcrum_workers") == 2
-    assert metric_total(text, "fulcrum_worker_restarts_total") == 0
+    metrics = admin.metrics()
+    assert metrics.total("fulcrum_requests_total") == 40
+    assert metrics.total("fulcrum_request_duration_seconds_count") == 40
+    assert metrics.total("fulcrum_workers") == 2
+    assert metrics.total("fulcrum_worker_restarts_total") == 0
 
 
 def test_a_killed_worker_is_replaced_with_a_log_line_and_counters_keep_counting(cluster):
     lb, admin, _ = cluster()
     assert [s for s, _ in spread(lb.port, 20)] == [200] * 20
-    httpx.get(f"{admin}/metrics")  # the supervisor's last look at the worker before it dies
-    victim = status(admin)["workers"][0]
+    admin.metrics()  # the supervisor's last look at the worker before it dies
+    victim = workers(admin)[0]
     os.kill(victim["pid"], signal.SIGKILL)
     # At once: connections the kernel hashes to the dead worker's socket wait in its queue
     # for the replacement (the supervisor holds the socket); none is refused or reset.
     assert [s for s, _ in spread(lb.port, 20)] == [200] * 20
 
-    def replaced():
-        row = status(admin)["workers"][0]
-        return row if row["state"] == "serving" and row["pid"] != victim["pid"] else None
-
-    row = wait_until(replaced, what="a replacement worker")
-    assert row["restarts"] == 1
+    assert wait_until(replaced(admin, 0, victim["pid"]), 15), "no replacement worker"
+    assert workers(admin)[0]["restarts"] == 1
     assert any("worker exited; starting a replacement" in line and "worker=0" in line
                and f"pid={victim['pid']}" in line and "SIGKILL" in line for line in lb.lines), lb.output
     assert [s for s, _ in spread(lb.port, 20)] == [200] * 20
-    text = httpx.get(f"{admin}/metrics").text
-    assert metric_total(text, "fulcrum_worker_restarts_total") == 1
-    assert metric_total(text, "fulcrum_workers") == 2
+    metrics = admin.metrics()
+    assert metrics.total("fulcrum_worker_restarts_total") == 1
+    assert metrics.total("fulcrum_workers") == 2
     # The dead worker's counts were carried over from the scrape just before it died (it
     # served nothing after it), so every request is counted once: 20 + 20 + 20.
-    assert metric_total(text, "fulcrum_requests_total") == 60
+    assert metrics.total("fulcrum_requests_total") == 60
 
 
 def test_rate_limit_holds_across_workers(cluster):
     lb, admin, _ = cluster(1, rate_limit={"requests_per_second": 0.01, "burst": 20})
     results = spread(lb.port, 40)
     assert Counter(s for s, _ in results) == {200: 20, 429: 20}
-    workers = status(admin)["workers"]
-    assert all(w["requests_total"] > 0 for w in workers), workers  # both workers limited it
+    rows = workers(admin)
+    assert all(w["requests_total"] > 0 for w in rows), rows  # both workers limited it
 
 
 def test_health_results_reach_every_worker(cluster):
@@ -140,30 +130,29 @@ def test_health_results_reach_every_worker(cluster):
     httpx.get(f"{b1.url}/_control/health?ok=false")
 
     def row(b):
-        return next(r for r in status(admin)["pools"][0]["backends"] if r["url"] == b.url)
+        return next(r for r in admin.backends("web") if r["url"] == b.url)
 
-    wait_until(lambda: row(b1)["state"] == "unhealthy", what="b1 unhealthy")
+    assert wait_until(lambda: row(b1)["state"] == "unhealthy", 15), "b1 not unhealthy"
     # b1 still answers requests: only the pushed health result keeps a worker away from it.
     assert Counter(name for _, name in spread(lb.port, 30)) == {"b2": 30}
     httpx.get(f"{b1.url}/_control/health?ok=true")
-    wait_until(lambda: row(b1)["state"] == "up", what="b1 back up")
+    assert wait_until(lambda: row(b1)["state"] == "up", 15), "b1 not back up"
     assert Counter(name for _, name in spread(lb.port, 30))["b1"] > 0
 
 
 def test_admin_changes_reach_every_worker(cluster, backends):
     lb, admin, (b1, b2) = cluster()
-    api = f"{admin}/api/v1/pools/web/backends"
     b1_id = f"127.0.0.1:{b1.port}"
-    assert httpx.patch(f"{api}/{b1_id}", json={"enabled": False}, headers=AUTH).status_code == 200
+    assert admin.patch("web", b1_id, enabled=False).status_code == 200
     assert Counter(name for _, name in spread(lb.port, 30)) == {"b2": 30}
     (b3,) = backends(1, prefix="new")
-    added = httpx.post(api, json={"url": b3.url, "weight": 1}, headers=AUTH)
+    added = admin.add("web", b3.url, weight=1)
     assert added.status_code == 201, added.text
     names = Counter(name for _, name in spread(lb.port, 40))
     assert set(names) == {"b2", b3.name} and names[b3.name] > 0
-    removed = httpx.delete(f"{api}/{b1_id}", headers=AUTH)
+    removed = admin.delete("web", b1_id)
     assert removed.status_code == 200, removed.text
-    assert [r["url"] for r in httpx.get(api, headers=AUTH).json()] == [b2.url, b3.url]
+    assert [r["url"] for r in admin.backends("web")] == [b2.url, b3.url]
 
 
 def test_reload_reaches_every_worker_and_a_listen_change_is_refused(cluster):
@@ -171,14 +160,14 @@ def test_reload_reaches_every_worker_and_a_listen_change_is_refused(cluster):
     config = yaml.safe_load(lb.config_path.read_text())
     config["pools"]["web"]["backends"] = [{"url": b2.url}]
     lb.config_path.write_text(yaml.safe_dump(config))
-    answer = httpx.post(f"{admin}/api/v1/reload", headers=AUTH)
+    answer = admin.http.post("/api/v1/reload")
     assert answer.status_code == 200, answer.text
     assert "2 workers" in answer.json()["detail"]
     assert Counter(name for _, name in spread(lb.port, 30)) == {"b2": 30}
 
     config["listen"] = "127.0.0.1:1"
     lb.config_path.write_text(yaml.safe_dump(config))
-    refused = httpx.post(f"{admin}/api/v1/reload", headers=AUTH)
+    refused = admin.http.post("/api/v1/reload")
     assert refused.status_code == 422
     assert "listen: changing it needs a restart when workers > 1" in refused.json()["detail"]
     assert Counter(s for s, _ in spread(lb.port, 10)) == {200: 10}
@@ -187,7 +176,7 @@ def test_reload_reaches_every_worker_and_a_listen_change_is_refused(cluster):
 def test_sigterm_stops_every_worker_and_removes_the_shared_state(cluster):
     lb, admin, _ = cluster(1, rate_limit={"requests_per_second": 100, "burst": 100})
     assert get(lb.port)[0] == 200
-    pids = [w["pid"] for w in status(admin)["workers"]]
+    pids = [w["pid"] for w in workers(admin)]
     shared = glob.glob(f"/dev/shm/fulcrum-{lb.pid}-*")
     assert len(shared) == 1 and os.listdir(shared[0]), "the rate limit's buckets live in shared memory"
     assert lb.stop() == 0
@@ -226,29 +215,30 @@ def test_workers_sharing_an_access_log_file_never_tear_each_others_lines(cluster
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda p: get(lb.port, p)[0], paths))
     assert results == [200] * 400
-    assert all(w["requests_total"] > 0 for w in status(admin)["workers"])
-    lines = wait_until(lambda: (lambda ls: ls if len(ls) >= 400 else None)(path.read_text().splitlines()),
-                       what="400 access-log lines")
+    assert all(w["requests_total"] > 0 for w in workers(admin))
+    assert wait_until(lambda: len(path.read_text().splitlines()) >= 400, 15), "fewer than 400 access-log lines"
+    lines = path.read_text().splitlines()
     logged = sorted(json.loads(line)["path"] for line in lines)  # a torn line would not parse
     assert logged == sorted(paths)
 
 
 def test_workers_drain_and_exit_when_the_supervisor_is_killed(cluster, backends, tmp_path):
     lb = Fulcrum(cluster_config(backends(1)), tmp_path)
-    admin = admin_url(lb)
-    pids = [w["pid"] for w in status(admin)["workers"]]
+    admin = AdminClient(lb)
+    pids = [w["pid"] for w in workers(admin)]
+    admin.close()
     shared = glob.glob(f"/dev/shm/fulcrum-{lb.pid}-*")
     assert lb.stop(signal.SIGKILL) == -signal.SIGKILL
     # Their control channels closed: each worker shuts down as on SIGTERM.
-    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in pids),
-               what="workers to exit")
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in pids),
+                      15), "workers still running"
     assert any("worker stopping" in line for line in lb.lines), lb.output
     with pytest.raises(OSError):
         get(lb.port)
     # The next supervisor removes the dead one's shared directory.
     assert shared and os.path.exists(shared[0])
     lb2, _, _ = cluster(1)
-    wait_until(lambda: not os.path.exists(shared[0]), what="stale shared state removed")
+    assert wait_until(lambda: not os.path.exists(shared[0]), 15), "stale shared state not removed"
     assert any("removed a killed instance's shared state" in line for line in lb2.lines), lb2.output
 
 
@@ -275,7 +265,7 @@ def test_tls_listener_is_shared_by_the_workers_too(cluster, tmp_path):
         for _ in range(20):  # new connections: both workers
             response = client.get(f"https://127.0.0.1:{port}/", headers={"Connection": "close"})
             assert response.status_code == 200
-    assert all(w["requests_total"] > 0 for w in status(admin)["workers"])
+    assert all(w["requests_total"] > 0 for w in workers(admin))
     # The plain listener redirects to the TLS port each worker learned from its socket.
     for _ in range(6):
         redirect = httpx.get(f"{lb.url}/x", headers={"Connection": "close", "Host": "a.test"}, trust_env=False)
@@ -284,16 +274,11 @@ def test_tls_listener_is_shared_by_the_workers_too(cluster, tmp_path):
 
 def test_a_worker_that_exits_cleanly_is_replaced_on_the_socket_it_closed(cluster):
     lb, admin, _ = cluster()
-    victim = status(admin)["workers"][1]
+    victim = workers(admin)[1]
     os.kill(victim["pid"], signal.SIGTERM)  # it drains and closes its listener (its copy of it)
-
-    def replaced():
-        row = status(admin)["workers"][1]
-        return row if row["state"] == "serving" and row["pid"] != victim["pid"] else None
-
-    wait_until(replaced, what="a replacement worker")
+    assert wait_until(replaced(admin, 1, victim["pid"]), 15), "no replacement worker"
     assert any("worker exited; starting a replacement" in line and 'exit="code 0"' in line for line in lb.lines)
-    workers_before = {w["index"]: w["requests_total"] for w in status(admin)["workers"]}
+    workers_before = {w["index"]: w["requests_total"] for w in workers(admin)}
     assert [s for s, _ in spread(lb.port, 30)] == [200] * 30
-    after = {w["index"]: w["requests_total"] for w in status(admin)["workers"]}
+    after = {w["index"]: w["requests_total"] for w in workers(admin)}
     assert after[1] > workers_before[1], after  # the shared socket still reaches slot 1
