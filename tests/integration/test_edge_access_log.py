@@ -23,11 +23,13 @@ from tests.support.edge_client import (
     ready,
     request_bytes,
     send,
+    started,
     stop_and_read,
+    stopped,
     wait_for_lines,
 )
 from tests.support.fake_backend import RawClient, wait_until
-from tests.support.processes import Backend, Fulcrum, pool_config
+from tests.support.processes import pool_config
 
 FIELDS = {"time", "level", "logger", "event", "request_id", "client", "method", "path", "status", "bytes_in",
           "bytes_out", "duration_ms", "upstream_ms", "route", "pool", "backend", "tries", "rate_limit"}
@@ -48,30 +50,25 @@ def line_for(path, request_id: str, timeout: float = 10.0) -> dict:
 
 @pytest.fixture(scope="module")
 def json_log(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("access-json")
-    path = workdir / "access.log"
-    backend = Backend("j1")
-    config = {
-        "pools": {"web": pool_config(backend)},
-        "admin": {"listen": "127.0.0.1:0"},
-        "access_log": {"output": str(path), "format": "json"},
-        "timeouts": {"client_header": "1s"},
-        "routes": [
-            {"path_prefix": "/quiet", "pool": "web", "name": "quiet", "access_log": {"enabled": False}},
-            {"path_prefix": "/limited", "pool": "web", "name": "limited",
-             "rate_limit": {"requests_per_second": 0.01, "burst": 1}},
-            {"path_prefix": "/", "pool": "web"},
-        ],
-    }
-    try:
-        lb = ready(Fulcrum(config, workdir))
-    except Exception:
-        backend.stop()
-        raise
+    path = tmp_path_factory.mktemp("access-json") / "access.log"
+
+    def config(backend):
+        return {
+            "pools": {"web": pool_config(backend)},
+            "admin": {"listen": "127.0.0.1:0"},
+            "access_log": {"output": str(path), "format": "json"},
+            "timeouts": {"client_header": "1s"},
+            "routes": [
+                {"path_prefix": "/quiet", "pool": "web", "name": "quiet", "access_log": {"enabled": False}},
+                {"path_prefix": "/limited", "pool": "web", "name": "limited",
+                 "rate_limit": {"requests_per_second": 0.01, "burst": 1}},
+                {"path_prefix": "/", "pool": "web"},
+            ],
+        }
+
+    lb, backend = started(tmp_path_factory, "j", config)
     yield lb, backend, path
-    code = lb.stop()
-    backend.stop()
-    assert code == 0, lb.output
+    stopped(lb, backend)
 
 
 def test_proxied_requests_have_one_line_with_the_documented_fields(json_log):
@@ -169,20 +166,15 @@ def test_hostile_bytes_stay_inside_their_json_line(json_log):
 
 @pytest.fixture(scope="module")
 def text_log(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("access-text")
-    path = workdir / "access.log"
-    backend = Backend("t1")
-    config = {"pools": {"web": pool_config(backend)}, "admin": {"listen": "127.0.0.1:0"},
-              "access_log": {"output": str(path), "format": "text"}}
-    try:
-        lb = ready(Fulcrum(config, workdir))
-    except Exception:
-        backend.stop()
-        raise
+    path = tmp_path_factory.mktemp("access-text") / "access.log"
+
+    def config(backend):
+        return {"pools": {"web": pool_config(backend)}, "admin": {"listen": "127.0.0.1:0"},
+                "access_log": {"output": str(path), "format": "text"}}
+
+    lb, backend = started(tmp_path_factory, "t", config)
     yield lb, backend, path
-    code = lb.stop()
-    backend.stop()
-    assert code == 0, lb.output
+    stopped(lb, backend)
 
 
 def text_line_for(path, request_id: str) -> str:

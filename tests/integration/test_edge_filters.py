@@ -17,9 +17,9 @@ import socket
 import pytest
 import yaml
 
-from tests.support.edge_client import burst, lines_through, ready, request_bytes, send
+from tests.support.edge_client import burst, lines_through, request_bytes, send, started, stopped
 from tests.support.fake_backend import RawClient
-from tests.support.processes import PLAIN, Backend, Fulcrum, pool_config, run_cli, stats
+from tests.support.processes import PLAIN, pool_config, run_cli, stats
 
 EDGE = "tests.support.edge_filters"
 SECURITY = {
@@ -28,23 +28,6 @@ SECURITY = {
     "referrer-policy": "strict-origin-when-cross-origin",
     "content-security-policy": "default-src 'self'",
 }
-
-
-def started(tmp_path_factory, name: str, config_for):
-    """One backend and a Fulcrum with ``config_for(backend)``, for a whole module."""
-    backend = Backend(f"{name}1")
-    try:
-        lb = ready(Fulcrum(config_for(backend), tmp_path_factory.mktemp(name)))
-    except Exception:
-        backend.stop()
-        raise
-    return lb, backend
-
-
-def stopped(lb, backend) -> None:
-    code = lb.stop()
-    backend.stop()
-    assert code == 0, f"fulcrum exited with {code}:\n{lb.output}"
 
 
 def requests_seen(backend) -> int:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tests.support.fake_backend import RawClient, RawResponse, wait_until
+from tests.support.processes import Backend, Fulcrum
 
 OTHER_CLIENT = "127.0.0.2"
 
@@ -66,6 +67,23 @@ def ready(proc, timeout: float = 10.0):
     bursts meet a quiet process. A build without that line is used after ``timeout``."""
     wait_until(lambda: any("admin listening" in line for line in list(proc.lines)), timeout)
     return proc
+
+
+def started(tmp_path_factory, name: str, config_for):
+    """One backend and a Fulcrum with ``config_for(backend)``, for a whole module."""
+    backend = Backend(f"{name}1")
+    try:
+        lb = ready(Fulcrum(config_for(backend), tmp_path_factory.mktemp(name)))
+    except Exception:
+        backend.stop()
+        raise
+    return lb, backend
+
+
+def stopped(lb, backend) -> None:
+    code = lb.stop()
+    backend.stop()
+    assert code == 0, f"fulcrum exited with {code}:\n{lb.output}"
 
 
 def lines_through(proc, request_id: str, timeout: float = 10.0) -> list[str]:
