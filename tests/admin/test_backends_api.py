@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
 
 import httpx
 import pytest
@@ -33,6 +35,19 @@ def backend_id(backend) -> str:
     return f"127.0.0.1:{backend.port}"
 
 
+@contextmanager
+def one_request_held(backends, fulcrum, admin_for) -> Iterator[tuple]:
+    """Fulcrum over a Holding backend and "other1", with one request held by the first:
+    ``(held, other, lb, admin, thread, result)``; the held request's thread and result list."""
+    (other,) = backends(1, prefix="other")
+    with Holding() as held:
+        lb = start(fulcrum, held, other)
+        admin = admin_for(lb)
+        thread, result = held_request(lb.url)  # round robin: the first pick is "held"
+        assert held.wait_for_requests(1)
+        yield held, other, lb, admin, thread, result
+
+
 def test_added_backend_takes_requests_at_once(backends, fulcrum, admin_for):
     b1, b2 = backends(2)
     lb = start(fulcrum, b1)
@@ -56,12 +71,7 @@ def test_added_backend_can_start_disabled_and_be_enabled(backends, fulcrum, admi
 
 
 def test_drained_backend_finishes_in_flight_and_gets_no_new_requests(backends, fulcrum, admin_for):
-    (b2,) = backends(1, prefix="other")
-    with Holding() as held:
-        lb = start(fulcrum, held, b2)
-        admin = admin_for(lb)
-        thread, result = held_request(lb.url)  # round robin: the first pick is "held"
-        assert held.wait_for_requests(1)
+    with one_request_held(backends, fulcrum, admin_for) as (held, other, lb, admin, thread, result):
 
         drained = admin.drain("web", backend_id(held))
         assert drained.status_code == 200, drained.text
@@ -79,12 +89,7 @@ def test_drained_backend_finishes_in_flight_and_gets_no_new_requests(backends, f
 
 
 def test_delete_drains_first_then_removes(backends, fulcrum, admin_for):
-    (b2,) = backends(1, prefix="other")
-    with Holding() as held:
-        lb = start(fulcrum, held, b2)
-        admin = admin_for(lb)
-        thread, result = held_request(lb.url)
-        assert held.wait_for_requests(1)
+    with one_request_held(backends, fulcrum, admin_for) as (held, other, lb, admin, thread, result):
         with ThreadPoolExecutor(1) as pool:
             deleting = pool.submit(lambda: (admin.delete("web", backend_id(held)), time.monotonic()))
             assert wait_until(lambda: not admin.backend("web", backend_id(held))["enabled"], 10)
@@ -96,7 +101,7 @@ def test_delete_drains_first_then_removes(backends, fulcrum, admin_for):
         assert response.status_code == 200, response.text
         assert response.json()["id"] == backend_id(held)
         assert result and result[0][0] == 200 and result[0][2] <= deleted_at  # in flight finished first
-        assert [b["id"] for b in admin.backends("web")] == [backend_id(b2)]
+        assert [b["id"] for b in admin.backends("web")] == [backend_id(other)]
         assert set(served_by(lb.url, 10)) == {"other1"}
 
         # The same backend can come back under the same id.
@@ -105,12 +110,7 @@ def test_delete_drains_first_then_removes(backends, fulcrum, admin_for):
 
 
 def test_delete_gives_up_after_its_timeout_and_leaves_the_backend_drained(backends, fulcrum, admin_for):
-    (b2,) = backends(1, prefix="other")
-    with Holding() as held:
-        lb = start(fulcrum, held, b2)
-        admin = admin_for(lb)
-        thread, result = held_request(lb.url)
-        assert held.wait_for_requests(1)
+    with one_request_held(backends, fulcrum, admin_for) as (held, other, lb, admin, thread, result):
         response = admin.delete("web", backend_id(held), timeout=0.2)
         assert response.status_code == 409, response.text
         assert "still has 1 requests in flight after 0.2s" in response.json()["detail"]
