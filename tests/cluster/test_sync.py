@@ -1,7 +1,8 @@
 """The membership sync between a supervisor's runtime and a worker's, both provisioned from
 one config as the real processes do: whatever the supervisor's pools look like after admin
 changes and health transitions, applying its ``membership`` makes the worker's look the same,
-and applying it again changes nothing."""
+and applying it again changes nothing. A passing check in the supervisor lifts the ejections and
+open breakers the worker had before it, never one that began after it."""
 from __future__ import annotations
 
 import asyncio
@@ -108,3 +109,67 @@ def test_a_pool_the_worker_does_not_have_yet_is_skipped():
         assert list(worker.pools) == ["web"]
 
     asyncio.run(run())
+
+
+def fail_in_worker(worker, backend_id: str):
+    """Five gateway failures on the worker's own traffic (the defaults eject and open at 5)."""
+    pool = worker.pools["web"]
+    backend = pool.backend(backend_id)
+    for _ in range(5):
+        if backend.breaker.state.value == "half_open":
+            assert backend.breaker.allow(pool.clock())  # the request is the probe
+        pool.record(backend, False, pool.clock())
+    assert backend.ejected and not backend.available
+    return backend
+
+
+def test_a_passing_check_lifts_the_workers_ejection_and_open_breaker():
+    async def run():
+        supervisor, worker = pair()
+        roundtrip(supervisor, worker)
+        backend = fail_in_worker(worker, "127.0.0.1:9001")
+        assert backend.breaker.state.value == "open"
+        # The supervisor never saw the backend unhealthy: no transition, just a passing check.
+        state = supervisor.pools["web"].checker.state("127.0.0.1:9001")
+        assert state.record(True, time.monotonic(), "status 200") is None
+        message = roundtrip(supervisor, worker)
+        assert not backend.ejected and backend.breaker.state.value == "half_open" and backend.available
+
+        # The worker fails it again; the same message again (or late) lifts nothing new.
+        fail_in_worker(worker, "127.0.0.1:9001")
+        assert backend.breaker.state.value == "open"
+        sync.apply(worker, message)
+        assert backend.ejected and backend.breaker.state.value == "open"
+
+        state.record(True, time.monotonic(), "status 200")  # the next passing check does
+        roundtrip(supervisor, worker)
+        assert backend.available
+
+    asyncio.run(run())
+
+
+def test_a_pass_below_the_healthy_threshold_lifts_nothing():
+    async def run():
+        supervisor, worker = pair()
+        pool = supervisor.pools["web"]
+        state = pool.checker.state("127.0.0.1:9001")
+        now = time.monotonic()
+        for _ in range(3):
+            transition = state.record(False, now, "connect refused")
+        pool.health_changed(pool.backend("127.0.0.1:9001"), transition)
+        roundtrip(supervisor, worker)
+        # Unhealthy, yet ejected too (it took traffic in panic mode, or before the checks saw it).
+        backend = fail_in_worker(worker, "127.0.0.1:9001")
+        state.record(True, time.monotonic(), "status 200")  # 1 of healthy_threshold 2
+        roundtrip(supervisor, worker)
+        assert backend.ejected and not backend.healthy
+        state.record(True, time.monotonic(), "status 200")
+        roundtrip(supervisor, worker)
+        assert backend.healthy and not backend.ejected and backend.available
+
+    asyncio.run(run())
+
+
+def test_a_pool_the_supervisor_no_longer_has_pushes_nothing():
+    supervisor, _ = pair()
+    assert sync.membership(supervisor, "gone") == {}

@@ -113,3 +113,37 @@ def test_check_now_counts_toward_thresholds_and_calls_on_change():
 
         asyncio.run(two_checks())
     assert changes == [("fake", "unhealthy", "2 consecutive failures: connection closed before a response")]
+
+
+def test_passing_checks_of_a_healthy_backend_call_on_pass_after_on_change():
+    # Results: fail, fail (unhealthy), pass (still unhealthy), pass (healthy), pass, fail.
+    script = ["-", "-", "+", "+", "+", "-"]
+    calls = []
+
+    def reply(head, index):
+        return Reply(OK, CLOSE) if script[index] == "+" else Reply(b"", CLOSE)
+
+    with FakeBackend(reply) as fake:
+        backend = Backend(fake.url, id="fake")
+        checker = ActiveChecker([backend], unhealthy_threshold=2, healthy_threshold=2,
+                                on_change=lambda b, t: calls.append(("change", t.new.value)),
+                                on_pass=lambda b: calls.append(("pass", b.id)))
+
+        async def checks():
+            for _ in script:
+                await checker.check_now(backend)
+
+        asyncio.run(checks())
+    assert calls == [("change", "unhealthy"), ("change", "healthy"), ("pass", "fake"), ("pass", "fake")]
+
+
+def test_a_failing_on_pass_is_logged_and_checks_go_on(caplog):
+    with FakeBackend(lambda head, index: Reply(OK, CLOSE)) as fake:
+        backend = Backend(fake.url, id="fake")
+
+        def broken(b):
+            raise RuntimeError("boom")
+
+        checker = ActiveChecker([backend], on_pass=broken)
+        assert asyncio.run(checker.check_now(backend)) == (True, "status 200")
+    assert "health on_pass failed" in caplog.text

@@ -83,6 +83,16 @@ def test_fields_follow_results():
     }
 
 
+def test_passed_at_is_the_latest_passing_result():
+    state = HealthState(healthy_threshold=2, unhealthy_threshold=2)
+    assert state.passed_at is None
+    feed(state, "+-", start=10.0)
+    assert state.passed_at == 10.0
+    feed(state, "--+", start=20.0)
+    assert state.passed_at == 22.0 and not state.healthy  # a pass counts even below the threshold
+    assert "passed_at" not in state.snapshot()  # not a status-page field
+
+
 @pytest.mark.parametrize("kwargs, message", [
     pytest.param({"healthy_threshold": 0}, "healthy_threshold must be >= 1 (got 0)", id="healthy-0"),
     pytest.param({"unhealthy_threshold": 0}, "unhealthy_threshold must be >= 1 (got 0)", id="unhealthy-0"),

@@ -148,6 +148,54 @@ def test_reset_timeout_zero_probes_at_once():
     assert b.allow(T0) and b.state is HALF_OPEN
 
 
+# --- OPEN -> HALF_OPEN early: a passing active health check (probe_now) ---------------------------
+
+@pytest.mark.parametrize(
+    ("checked_at", "moved"),
+    [
+        pytest.param(None, True, id="check-now"),
+        pytest.param(T0 + 1.0, True, id="check-after-opening"),
+        pytest.param(T0, True, id="check-at-the-moment-it-opened"),
+        pytest.param(T0 - 0.5, False, id="check-before-opening-stands"),
+    ],
+)
+def test_probe_now_half_opens_an_open_breaker(transitions, checked_at, moved):
+    b = tripped(CircuitBreaker(on_change=transitions))
+    assert b.probe_now(T0 + 2.0, checked_at) is moved
+    assert b.state is (HALF_OPEN if moved else OPEN)
+    assert b.available(T0 + 2.0) is moved  # long before reset_timeout
+    if moved:
+        assert transitions.seen[-1] == ("open", "half_open", "health check passed")
+        assert b.retry_at == T0 + 2.0 and b.last_transition_at == T0 + 2.0
+        assert b.allow(T0 + 2.0) and not b.allow(T0 + 2.0)  # one probe, as after the timeout
+
+
+def test_probe_now_then_the_probe_decides(transitions):
+    b = tripped(CircuitBreaker(on_change=transitions))
+    b.probe_now(T0 + 1.0)
+    run(b, "F", T0 + 1.0)
+    assert b.state is OPEN and b.retry_at == T0 + 11.0  # a failed probe restarts the timeout
+    b.probe_now(T0 + 2.0)
+    run(b, "S", T0 + 2.0)
+    assert b.state is CLOSED
+    assert [t[2] for t in transitions.seen[1:]] == [
+        "health check passed", "probe failed", "health check passed", "probe succeeded"]
+
+
+@pytest.mark.parametrize("verdicts", [
+    pytest.param("", id="closed"),
+    pytest.param("FFFFF+", id="half-open"),  # + : the reset timeout elapsed and a probe is out
+])
+def test_probe_now_leaves_closed_and_half_open_alone(transitions, verdicts):
+    b = CircuitBreaker(on_change=transitions)
+    if verdicts:
+        run(b, verdicts[:-1])
+        assert b.allow(T0 + 10.0)
+    before = (b.state, b.probes_in_flight, list(transitions.seen))
+    assert b.probe_now(T0 + 11.0) is False
+    assert (b.state, b.probes_in_flight, transitions.seen) == before
+
+
 # --- HALF_OPEN probes ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("limit", [pytest.param(n, id=f"limit-{n}") for n in (1, 2, 5)])

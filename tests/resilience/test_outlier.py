@@ -59,6 +59,54 @@ def test_ejection_expires_lazily_and_streak_restarts():
     assert d.state("b0").consecutive_failures == 4
 
 
+@pytest.mark.parametrize(
+    ("checked_at", "lifted"),
+    [
+        pytest.param(None, True, id="check-now"),
+        pytest.param(T0 + 1.0, True, id="check-after-ejection"),
+        pytest.param(T0, True, id="check-at-ejection"),
+        pytest.param(T0 - 0.5, False, id="check-before-ejection-stands"),
+    ],
+)
+def test_lift_ends_an_ejection_early(checked_at, lifted):
+    d = detector()
+    assert fail(d, "b0", 5, T0)[-1]
+    assert d.lift("b0", T0 + 2.0, checked_at) is lifted
+    assert d.is_ejected("b0", T0 + 2.0) is not lifted
+    if lifted:
+        assert d.ejected_until("b0") is None and d.next_expiry() is None
+        assert d.state("b0").consecutive_failures == 0
+        assert d.lift("b0", T0 + 2.0, checked_at) is False  # a repeated report lifts nothing
+
+
+def test_lift_keeps_the_multiplier_and_decay_counts_from_the_lift():
+    d = detector(base_ejection_time=10.0)
+    fail(d, "b0", 5, T0)
+    assert d.lift("b0", T0 + 1.0)
+    assert fail(d, "b0", 5, T0 + 2.0)[-1]
+    assert d.ejected_until("b0") == T0 + 2.0 + 20.0  # second ejection in a row: twice as long
+    d.lift("b0", T0 + 3.0)
+    assert d.multiplier("b0", T0 + 12.999) == 2
+    assert d.multiplier("b0", T0 + 13.0) == 1  # one clean base_ejection_time after the lift
+
+
+def test_lift_of_an_ejection_that_expired_or_never_was():
+    d = detector()
+    assert d.lift("b0", T0) is False
+    assert d.lift("nobody", T0) is False
+    fail(d, "b0", 5, T0)
+    assert d.lift("b0", T0 + 30.0) is False  # expired by itself
+    assert d.ejected_until("b0") is None
+
+
+def test_lift_frees_room_under_max_ejection_percent():
+    d = detector(members=2)  # 50 %: one of two may be out
+    assert fail(d, "b0", 5, T0)[-1]
+    assert not fail(d, "b1", 5, T0)[-1] and d.refused_total == 1
+    d.lift("b0", T0 + 1.0)
+    assert d.record("b1", False, T0 + 1.0)  # b1 kept its streak and may go now
+
+
 def test_record_after_expiry_returns_the_backend_first():
     d = detector()
     fail(d, "b0", 5, T0)

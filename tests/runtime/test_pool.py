@@ -1,5 +1,6 @@
 """The run-time pool without sockets: which backend may be picked, given health,
-ejections, breakers, the in-flight cap, exclusion (retries) and slow start."""
+ejections, breakers, the in-flight cap, exclusion (retries) and slow start; and how a
+passing active check lifts an ejection and half-opens an open breaker."""
 from __future__ import annotations
 
 import random
@@ -9,6 +10,7 @@ import pytest
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.balancing.round_robin import RoundRobin
+from fulcrum.health.checker import ActiveChecker
 from fulcrum.resilience.circuit_breaker import CircuitBreaker
 from fulcrum.resilience.outlier import OutlierDetector
 from fulcrum.runtime.pool import Pool
@@ -124,3 +126,50 @@ def test_slow_start_backend_still_serves_when_alone():
     pool.refresh(clock.now)
     b0.ramp = 0.1
     assert picks(pool, 50) == {"b0": 50}
+
+
+# -- recovery follows the active checks ------------------------------------------------------
+
+def test_a_passing_check_lifts_an_ejection_and_half_opens_the_breaker():
+    pool, (b0, b1), clock = make_pool(2, breaker=True, outliers=True)
+    pool.record(b0, False, clock.now)
+    pool.record(b0, False, clock.now)  # ejected (10 s) and breaker open (5 s)
+    assert b0.ejected and b0.breaker.state.value == "open" and not b0.available
+    clock.now += 1.0
+    pool.health_check_passed(b0)
+    assert not b0.ejected and b0.breaker.state.value == "half_open" and b0.available
+    first = [pool.pick(Request()) for _ in range(4)]
+    assert first.count(b0) == 1  # the next request probes it, one at a time
+    pool.record(b0, True, clock.now)
+    assert b0.breaker.state.value == "closed"
+    assert picks(pool, 10) == {"b0": 5, "b1": 5}
+
+
+def test_a_passing_check_lifts_nothing_for_an_unhealthy_backend():
+    pool, (b0, _), clock = make_pool(2, breaker=True, outliers=True)
+    pool.record(b0, False, clock.now)
+    pool.record(b0, False, clock.now)
+    pool.set_healthy(b0, False)
+    pool.health_check_passed(b0)  # a pass below healthy_threshold
+    assert b0.ejected and b0.breaker.state.value == "open"
+
+
+def test_a_check_that_passed_before_the_failures_lifts_nothing():
+    pool, (b0, _), clock = make_pool(2, breaker=True, outliers=True)
+    checked_at = clock.now
+    clock.now += 1.0
+    pool.record(b0, False, clock.now)
+    pool.record(b0, False, clock.now)
+    pool.health_check_passed(b0, checked_at)  # e.g. a late sync message in a worker
+    assert b0.ejected and b0.breaker.state.value == "open" and not b0.available
+    pool.health_check_passed(b0, clock.now)
+    assert b0.available
+
+
+def test_attaching_a_checker_routes_its_passing_checks_to_the_pool():
+    pool, backends, _ = make_pool(2)
+    pool.checker = ActiveChecker(backends)
+    assert pool.checker.on_pass == pool.health_check_passed
+    elsewhere = ActiveChecker(backends, on_pass=print)
+    pool.checker = elsewhere
+    assert elsewhere.on_pass is print  # a caller's own routing (the supervisor's) is kept

@@ -6,6 +6,12 @@
 # Workers run no active checks of their own; their HealthState objects are overwritten with
 # the supervisor's (timestamps are CLOCK_MONOTONIC, one clock for every process of the
 # host), so slow start ramps the same way in every worker.
+#
+# Recovery: ejections and breakers are per worker, so a worker lifts them itself from the
+# health it is sent. ``passed_at`` (the latest passing check) of a healthy backend lifts every
+# ejection and open breaker that began no later than it: stated as a time, not an event, so
+# a repeated or late message lifts nothing that began after the check. The supervisor pushes a
+# pool after passing checks too, at most once per PASS_PUSH_SHARE of the check interval.
 from __future__ import annotations
 
 import asyncio
@@ -20,13 +26,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fulcrum.cluster")
 
-_HEALTH_FIELDS = ("consecutive_ok", "consecutive_fail", "last_reason", "last_checked_at", "changed_at")
+_HEALTH_FIELDS = ("consecutive_ok", "consecutive_fail", "last_reason", "last_checked_at", "changed_at",
+                  "passed_at")
 REMOVE_TIMEOUT = 30.0  # a worker waits this long for its own requests to a removed backend
+# Passing checks of one pool within this share of its check interval go out in one push:
+# recovery in the workers lags by at most that, and the pushes stay few for large pools.
+PASS_PUSH_SHARE = 0.5
+
+
+def pass_push_delay(pool: Pool) -> float:
+    """How long the supervisor gathers a pool's passing checks before pushing them."""
+    return pool.checker.interval * PASS_PUSH_SHARE if pool.checker is not None else 0.0
 
 
 def membership(runtime: Runtime, pool_name: str | None = None) -> dict:
-    """The state to push: every pool (or just ``pool_name``) with its backends."""
-    pools = runtime.pools if pool_name is None else {pool_name: runtime.pools[pool_name]}
+    """The state to push: every pool (or just ``pool_name``; nothing if a reload removed it)."""
+    if pool_name is None:
+        pools = runtime.pools
+    else:
+        pools = {pool_name: runtime.pools[pool_name]} if pool_name in runtime.pools else {}
     return {name: [_member(pool, b) for b in pool.backends] for name, pool in pools.items()}
 
 
@@ -79,6 +97,8 @@ def _apply_health(pool: Pool, backend, health: dict) -> None:
     if state.healthy != backend.healthy or ramp != backend.ramp:
         backend.ramp = ramp or 1.0
         pool.set_healthy(backend, state.healthy)
+    if state.healthy and state.passed_at is not None:
+        pool.health_check_passed(backend, state.passed_at)
 
 
 async def _remove(pool: Pool, backend_id: str) -> None:

@@ -25,6 +25,8 @@ READ_SIZE = 64 * 1024
 USER_AGENT = "fulcrum-health-check"
 
 OnChange = Callable[[Backend, Transition], None]
+# A check of the backend passed and it is healthy (so passive ejections may be lifted).
+OnPass = Callable[[Backend], None]
 
 
 def first_delay(interval: float, jitter: float, rng: random.Random) -> float:
@@ -129,12 +131,16 @@ class ActiveChecker:
     The result goes through :func:`probe.evaluate` (``expect_status`` inclusive
     range, ``expect_body`` substring) into the backend's :class:`HealthState`;
     a transition calls ``on_change(backend, transition)`` synchronously on the
-    loop. Intervals count from the start of one check to the start of the
-    next; a check slower than the interval is followed by the next at once.
+    loop. Every passing check of a backend that is healthy afterwards (the one
+    that makes it healthy included, after ``on_change``) calls
+    ``on_pass(backend)``: the pool lifts a passive ejection and half-opens an
+    open breaker on it, as Envoy does. Intervals count from the start of one
+    check to the start of the next; a check slower than the interval is
+    followed by the next at once.
 
     ``clock`` stamps results and slow start (monotonic seconds, the strategies'
     clock). Checks log at debug level only; an exception raised by
-    ``on_change`` is logged and the checks go on.
+    ``on_change`` or ``on_pass`` is logged and the checks go on.
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class ActiveChecker:
         slow_start: float = 0.0,
         rng: random.Random | None = None,
         on_change: OnChange | None = None,
+        on_pass: OnPass | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         _check_path(path)
@@ -172,6 +179,7 @@ class ActiveChecker:
         self.expect_body = expect_body.encode() if isinstance(expect_body, str) else expect_body
         self.rng = rng or random.Random()
         self.on_change = on_change
+        self.on_pass = on_pass
         self.clock = clock
         self._thresholds = {"healthy_threshold": healthy_threshold,
                             "unhealthy_threshold": unhealthy_threshold, "slow_start": slow_start}
@@ -256,14 +264,21 @@ class ActiveChecker:
         """Check ``backend`` once and record the result; ``(ok, reason)``."""
         status, body, error = await self._fetch(backend)
         ok, reason = evaluate(status, body, error, self.expect_status, self.expect_body)
-        transition = self.states[backend.id].record(ok, self.clock(), reason)
+        state = self.states[backend.id]
+        transition = state.record(ok, self.clock(), reason)
         log.debug("health check", extra={"fields": {"backend": backend.id, "ok": ok, "reason": reason}})
         if transition is not None and self.on_change is not None:
-            try:
-                self.on_change(backend, transition)
-            except Exception:
-                log.exception("health on_change failed", extra={"fields": {"backend": backend.id}})
+            self._report("on_change", self.on_change, backend, transition)
+        if ok and state.healthy and self.on_pass is not None:
+            self._report("on_pass", self.on_pass, backend)
         return ok, reason
+
+    @staticmethod
+    def _report(name: str, callback: Callable, *args) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception(f"health {name} failed", extra={"fields": {"backend": args[0].id}})
 
     async def _fetch(self, backend: Backend) -> tuple[int | None, bytes | None, str | None]:
         """``(status, body, None)``, or ``(None, None, reason)`` when the check failed to run."""

@@ -50,11 +50,13 @@ class HealthState:
     For status pages: ``state``, ``consecutive_ok``, ``consecutive_fail``,
     ``last_reason`` (of the latest result), ``last_checked_at`` and
     ``changed_at`` (of the latest transition; None before the first).
+    ``passed_at`` is the time of the latest passing result (None before one):
+    what lifts passive ejections and open breakers in other processes.
     """
 
     __slots__ = ("healthy_threshold", "unhealthy_threshold", "slow_start", "state",
                  "consecutive_ok", "consecutive_fail", "last_reason", "last_checked_at",
-                 "changed_at")
+                 "changed_at", "passed_at")
 
     def __init__(self, *, healthy_threshold: int = 2, unhealthy_threshold: int = 3,
                  slow_start: float = 0.0) -> None:
@@ -75,6 +77,7 @@ class HealthState:
         self.last_reason: str | None = None
         self.last_checked_at: float | None = None
         self.changed_at: float | None = None
+        self.passed_at: float | None = None
 
     @property
     def healthy(self) -> bool:
@@ -84,6 +87,7 @@ class HealthState:
         """Count one check result; the transition it causes, if any."""
         self.last_checked_at, self.last_reason = now, reason
         if ok:
+            self.passed_at = now
             self.consecutive_ok += 1
             self.consecutive_fail = 0
             if not self.healthy and self.consecutive_ok >= self.healthy_threshold:

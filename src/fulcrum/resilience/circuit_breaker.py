@@ -1,5 +1,5 @@
-# Per-backend circuit breaker (CLOSED -> OPEN -> HALF_OPEN -> CLOSED | OPEN).
-# Sans-IO: methods take ``now``; transitions only via _TRANSITIONS.
+# Per-backend circuit breaker (CLOSED -> OPEN -> HALF_OPEN -> CLOSED | OPEN); a passing active
+# health check moves OPEN to HALF_OPEN early. Sans-IO: methods take ``now``; transitions only via _TRANSITIONS.
 from __future__ import annotations
 
 import enum
@@ -21,6 +21,7 @@ class BreakerEvent(str, enum.Enum):
 
     TRIP = "trip"
     RESET_TIMEOUT = "reset_timeout"
+    HEALTH_CHECK_PASSED = "health_check_passed"
     PROBE_SUCCEEDED = "probe_succeeded"
     PROBE_FAILED = "probe_failed"
 
@@ -32,6 +33,7 @@ HALF_OPEN = BreakerState.HALF_OPEN
 _TRANSITIONS: dict[tuple[BreakerState, BreakerEvent], BreakerState] = {
     (CLOSED, BreakerEvent.TRIP): OPEN,
     (OPEN, BreakerEvent.RESET_TIMEOUT): HALF_OPEN,
+    (OPEN, BreakerEvent.HEALTH_CHECK_PASSED): HALF_OPEN,
     (HALF_OPEN, BreakerEvent.PROBE_SUCCEEDED): CLOSED,
     (HALF_OPEN, BreakerEvent.PROBE_FAILED): OPEN,
 }
@@ -53,7 +55,9 @@ class CircuitBreaker:
     in the window failed".
 
     OPEN: nothing is admitted until ``retry_at`` (``reset_timeout`` after
-    opening). The first ``allow`` at or after it moves to HALF_OPEN.
+    opening). The first ``allow`` at or after it moves to HALF_OPEN. A passing
+    active health check does so at once (``probe_now``, Envoy's default), so a
+    backend that came back is probed by the next request instead of waiting.
 
     HALF_OPEN: up to ``half_open_requests`` probes may be in flight at once.
     One probe success closes the breaker (counts and window start afresh);
@@ -68,7 +72,8 @@ class CircuitBreaker:
 
     ``on_change(old, new, reason)`` is called after every transition, with
     reasons such as "5 consecutive failures", "failure ratio 0.62 (13 of 21)
-    over 10s", "reset timeout elapsed", "probe succeeded", "probe failed".
+    over 10s", "reset timeout elapsed", "health check passed", "probe succeeded",
+    "probe failed".
     """
 
     __slots__ = (
@@ -147,6 +152,19 @@ class CircuitBreaker:
             return now >= self.retry_at  # type: ignore[operator]
         return self.probes_in_flight < self.half_open_requests
 
+    def probe_now(self, now: float, checked_at: float | None = None) -> bool:
+        """An active health check passed at ``checked_at`` (default ``now``): OPEN goes to
+        HALF_OPEN now, without waiting for ``reset_timeout``, so the next request probes the
+        backend. True if the breaker moved. A breaker that opened after ``checked_at`` stays
+        OPEN (that check predates the failures that opened it); CLOSED and HALF_OPEN are
+        left alone, so a passing check never closes a breaker: only a request does."""
+        if self._state is not OPEN:
+            return False
+        if checked_at is not None and checked_at < self.last_transition_at:  # type: ignore[operator]
+            return False
+        self._fire(BreakerEvent.HEALTH_CHECK_PASSED, now, "health check passed")
+        return True
+
     def record_success(self, now: float) -> None:
         """An admitted request got a good response."""
         self.consecutive_failures = 0
@@ -206,6 +224,8 @@ class CircuitBreaker:
         if new is OPEN:
             self.retry_at = now + self.reset_timeout
             self.opened_total += 1
+        elif new is HALF_OPEN:
+            self.retry_at = min(self.retry_at, now)  # type: ignore[type-var]  # earlier after a check
         elif new is CLOSED:
             self.retry_at = None
             self.consecutive_failures = 0

@@ -1,5 +1,6 @@
 # Passive outlier detection for one pool (Envoy-style consecutive gateway failures), sans-IO:
-# state per backend id; expiry and multiplier decay are applied lazily from the ``now`` passed in.
+# state per backend id; expiry and multiplier decay are applied lazily from the ``now`` passed in;
+# a passing active health check lifts an ejection early (``lift``).
 from __future__ import annotations
 
 import math
@@ -12,13 +13,15 @@ class OutlierState:
     ``multiplier`` is the number of recent ejections: the next ejection lasts
     ``base_ejection_time * (multiplier + 1)``, capped. ``ejected_until`` is None
     when the backend is in rotation, and may lie in the past until the
-    detector next looks at it.
+    detector next looks at it; ``ejected_at`` is when the current ejection began.
     """
 
-    __slots__ = ("consecutive_failures", "ejected_until", "multiplier", "clean_since", "times_ejected")
+    __slots__ = ("consecutive_failures", "ejected_at", "ejected_until", "multiplier", "clean_since",
+                 "times_ejected")
 
     def __init__(self) -> None:
         self.consecutive_failures = 0
+        self.ejected_at: float | None = None
         self.ejected_until: float | None = None
         self.multiplier = 0
         self.clean_since: float | None = None  # start of the current failure-free stretch
@@ -53,6 +56,11 @@ class OutlierDetector:
     and its failure streak starts from zero. Verdicts for a backend that is
     still ejected (requests in flight when it was ejected, or sent in panic
     mode) are ignored, as are verdicts for ids not in the pool.
+
+    Lifting: ``lift`` ends an ejection early because an active health check
+    passed (Envoy's ``successful_active_health_check_uneject_host``, on by
+    default there): the backend is back at once, with a fresh streak. Its
+    multiplier is kept, as when an ejection expires.
 
     Decay: each full ``base_ejection_time`` a backend spends in rotation
     without a single failure lowers its multiplier by one. The stretch starts
@@ -127,6 +135,23 @@ class OutlierDetector:
         self._return(h)
         return False
 
+    def lift(self, backend_id: str, now: float, checked_at: float | None = None) -> bool:
+        """End the backend's ejection at ``now``: an active health check passed at
+        ``checked_at`` (default ``now``). True if this call brought it back. An
+        ejection that began after ``checked_at`` stands: that check predates the
+        failures (a late or repeated report of an old check lifts nothing)."""
+        h = self.hosts.get(backend_id)
+        if h is None or h.ejected_until is None:
+            return False
+        if now >= h.ejected_until:
+            self._return(h)  # had expired already: back, but not by this call
+            return False
+        if checked_at is not None and checked_at < h.ejected_at:  # type: ignore[operator]
+            return False
+        self._return(h)
+        h.clean_since = now
+        return True
+
     def ejected_until(self, backend_id: str) -> float | None:
         """When the backend's ejection ends (None if not ejected; may be past until looked at)."""
         h = self.hosts.get(backend_id)
@@ -171,6 +196,7 @@ class OutlierDetector:
             return False
         if h.multiplier < self.max_multiplier:
             h.multiplier += 1
+        h.ejected_at = now
         h.ejected_until = now + min(self.base_ejection_time * h.multiplier, self.max_ejection_time)
         h.consecutive_failures = 0
         h.times_ejected += 1
@@ -179,7 +205,7 @@ class OutlierDetector:
 
     def _return(self, h: OutlierState) -> None:
         h.clean_since = h.ejected_until
-        h.ejected_until = None
+        h.ejected_at = h.ejected_until = None
         h.consecutive_failures = 0
 
     def _decay(self, h: OutlierState, now: float) -> None:

@@ -5,6 +5,11 @@ changes at run time (admin API) live in membership.py.
 
 Invariant: ``backend.available`` is recomputed here, and only here, whenever
 one of its inputs changes; strategies just read it.
+
+Recovery follows the active checks (Envoy's default): every passing check of a
+healthy backend lifts its passive ejection and moves an open breaker to
+half-open, so a backend that came back serves again within
+``healthy_threshold × interval`` plus one interval, whatever the ejection time.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from fulcrum.runtime.membership import Builders, Membership
 log = logging.getLogger("fulcrum.pool")
 
 CLOSED = BreakerState.CLOSED
+OPEN = BreakerState.OPEN
 
 
 class Pool(Membership):
@@ -35,7 +41,7 @@ class Pool(Membership):
 
     __slots__ = (
         "name", "backends", "strategy", "connections", "outliers", "retry", "budget",
-        "max_in_flight", "panic_threshold", "tries_header", "checker", "panicking",
+        "max_in_flight", "panic_threshold", "tries_header", "_checker", "panicking",
         "clock", "rng", "slow_start", "builders",
     )
 
@@ -54,7 +60,7 @@ class Pool(Membership):
         self.max_in_flight = max_in_flight
         self.panic_threshold = panic_threshold
         self.tries_header = tries_header
-        self.checker: ActiveChecker | None = None
+        self._checker: ActiveChecker | None = None
         self.panicking = False
         self.clock = clock
         self.rng = random.Random()
@@ -168,6 +174,18 @@ class Pool(Membership):
         return max(1, min(60, math.ceil(soonest - now)))
 
     # -- active health checks -------------------------------------------------------
+    @property
+    def checker(self) -> ActiveChecker | None:
+        """The pool's active checks, or None. Attaching them routes their passing results
+        to ``health_check_passed``, unless their ``on_pass`` is set already."""
+        return self._checker
+
+    @checker.setter
+    def checker(self, checker: ActiveChecker | None) -> None:
+        self._checker = checker
+        if checker is not None and checker.on_pass is None:
+            checker.on_pass = self.health_check_passed
+
     def start(self) -> None:
         if self.checker is not None:
             self.checker.start()
@@ -184,6 +202,26 @@ class Pool(Membership):
         if transition.new is Health.HEALTHY and self.slow_start:
             backend.ramp = self.checker.state(backend.id).effective_weight(1, self.clock())
         self.set_healthy(backend, transition.new is Health.HEALTHY)
+
+    def health_check_passed(self, backend: Backend, checked_at: float | None = None) -> None:
+        """An active check of ``backend`` passed at ``checked_at`` (default now): if it is
+        healthy, lift its passive ejection and move an open breaker to half-open, so the
+        next request probes it. An ejection or breaker that began after ``checked_at``
+        stands, so applying the same report twice, or late, changes nothing more."""
+        if not backend.healthy:
+            return
+        now = self.clock()
+        changed = False
+        if self.outliers is not None and self.outliers.lift(backend.id, now, checked_at):
+            backend.ejected = False
+            changed = True
+            log.warning("backend ejection lifted", extra={"fields": {
+                "pool": self.name, "backend": backend.id, "reason": "health check passed"}})
+        breaker = backend.breaker
+        if breaker is not None and breaker.state is OPEN and breaker.probe_now(now, checked_at):
+            changed = True  # the breaker's on_change logs it
+        if changed:
+            self.refresh(now)
 
     def close(self) -> None:
         for conns in self.connections.values():
