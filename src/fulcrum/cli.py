@@ -1,7 +1,9 @@
 """Command line: ``fulcrum run | check | version`` (also ``python -m fulcrum``).
 
 Exit codes: 0 success, 2 invalid configuration (one line per problem on stderr),
-1 anything else (e.g. the listen address is taken).
+1 anything else (e.g. the listen address is taken). ``check`` prints its warnings (what
+is valid but will not work as configured, e.g. an open-files limit too low for
+limits.max_connections) after its summary on stdout, and still exits 0.
 """
 from __future__ import annotations
 
@@ -51,6 +53,13 @@ def _load(path: str | None):
     return config, source, runtime
 
 
+def _warnings(config) -> list[str]:
+    """What ``run`` would warn about at start, judged by the open-files limit it would raise to."""
+    from fulcrum.runtime import fd_budget
+
+    return fd_budget.budget_for(config, fd_budget.prospective_limit()).warnings()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -68,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         workers = f"; workers: {config.worker_count}" if config.worker_count > 1 else ""
         print(f"{source}: configuration is valid; pools: {pools}; routes: {len(config.routes)}; "
               f"filters: {filters}{workers}")
+        for line in _warnings(config):
+            print(f"{source}: warning: {line}")
         return 0
     from fulcrum.observability.logging import setup_logging
 

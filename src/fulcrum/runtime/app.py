@@ -27,6 +27,7 @@ from fulcrum.config.model import Config
 from fulcrum.config.provision import provision
 from fulcrum.observability.metrics import Metrics
 from fulcrum.proxy.server import ProxyServer
+from fulcrum.runtime import fd_budget
 from fulcrum.runtime.reload import Reloader, ReloadResult
 
 log = logging.getLogger("fulcrum")
@@ -56,7 +57,9 @@ class App:
     async def serve(self) -> None:
         log.info("starting", extra={"fields": {"config": self.source, "version": __version__}})
         loop = asyncio.get_running_loop()
-        runtime = provision(self.config, self.source, loop)
+        fd_budget.start_up(self.config)  # the open-files limit raised, and what cannot fit in it
+        fd_budget.FdExhaustionLog.install(loop)
+        runtime = provision(self.config, self.source, loop)  # admits what fits the raised limit
         self.proxy = ProxyServer(runtime, loop)
         self.metrics = Metrics(self.proxy)
         self.proxy.request_metrics = self.metrics.requests
