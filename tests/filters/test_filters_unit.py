@@ -22,6 +22,7 @@ from fulcrum.filters.access_log import AccessLog
 from fulcrum.filters.base import ResponseHead
 from fulcrum.filters.cors import Cors
 from fulcrum.filters.rate_limit import RateLimit
+from fulcrum.filters.client_ip import client_ip
 from fulcrum.filters.resources import Resources
 from fulcrum.filters.security_headers import SecurityHeaders
 from fulcrum.observability.access_log import AccessLogWriter
@@ -34,12 +35,13 @@ class FakeExchange:
     """What filters read and write on an exchange, and nothing else."""
 
     def __init__(self, method: bytes = b"GET", target: bytes = b"/", headers=(), client_ip: str = "192.0.2.1",
-                 secure: bool = False, status: int = 200) -> None:
+                 secure: bool = False, status: int = 200, client_ip_header: bytes = b"x-forwarded-for") -> None:
         self.method = method
         self.target = target
         self.headers = [(n.encode() if isinstance(n, str) else n, v.encode() if isinstance(v, str) else v)
                         for n, v in headers]
-        self.client_ip = client_ip
+        self.client_ip = self.peer = client_ip
+        self.client_ip_header = client_ip_header
         self.secure = secure
         self.status = status
         self.limit = None
@@ -61,6 +63,10 @@ class FakeExchange:
 
     def header_values(self, name: bytes) -> list[bytes]:
         return [value for key, value in self.headers if key.lower() == name]
+
+    def forwarded_client(self, trusted) -> str:
+        name = self.client_ip_header
+        return client_ip(self.peer, self.header_values(name), trusted, name == b"forwarded")
 
 
 class Clock:
@@ -201,8 +207,12 @@ def test_trusted_peer_rightmost_untrusted_forwarded_address_is_the_key():
     # The same client with a different spoofed prefix is still the same key.
     two = FakeExchange(client_ip="10.0.0.2", headers=[("X-Forwarded-For", "7.7.7.7, 203.0.113.5")])
     assert limiter.on_request(two).status == 429
-    other = FakeExchange(client_ip="10.0.0.1", headers=[("Forwarded", "for=203.0.113.6")])
+    # Only the header the proxies write is read (client_ip_header): Forwarded, when configured.
+    other = FakeExchange(client_ip="10.0.0.1", headers=[("Forwarded", "for=203.0.113.6")],
+                         client_ip_header=b"forwarded")
     assert limiter.on_request(other) is None and other.client_ip == "203.0.113.6"
+    ignored = FakeExchange(client_ip="10.0.0.1", headers=[("Forwarded", "for=203.0.113.7")])
+    assert limiter.on_request(ignored) is None and ignored.client_ip == "10.0.0.1"
 
 
 def test_exempt_networks_are_never_limited_and_get_no_headers():

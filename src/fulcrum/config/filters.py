@@ -16,7 +16,7 @@ _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[a-z0-9.-]+(:\d{1,5})?)$")
 
 
-def _cidrs(values: list[str]) -> list[str]:
+def cidrs(values: list[str]) -> list[str]:
     for i, value in enumerate(values):
         try:
             TrustedProxies([value])
@@ -40,7 +40,7 @@ class RateLimitConfig(Section):
     @field_validator("trusted_proxies", "exempt")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        return _cidrs(values)
+        return cidrs(values)
 
     @field_validator("key")
     @classmethod

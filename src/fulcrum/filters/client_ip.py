@@ -1,5 +1,6 @@
-# Which client a request is from, for per-client limits: the peer address unless the peer is a
-# trusted proxy, then the right-most untrusted address in X-Forwarded-For (or RFC 7239 Forwarded).
+# Which client a request is from: the peer address unless the peer is a trusted proxy, then the
+# right-most untrusted address in the header the proxies write (X-Forwarded-For, X-Real-IP or
+# RFC 7239 Forwarded). The exchange resolves it once per request (Exchange.forwarded_client).
 from __future__ import annotations
 
 import ipaddress
@@ -75,21 +76,20 @@ def _parse_network(index: int, cidr: str) -> ipaddress.IPv4Network | ipaddress.I
         raise ValueError(f"{where}: {cidr!r} has host bits set; did you mean {loose}?") from exc
 
 
-def client_ip(
-    peer: str,
-    x_forwarded_for: list[bytes] | None,
-    forwarded: list[bytes] | None,
-    trusted: TrustedProxies,
-) -> str:
+def client_ip(peer: str, values: list[bytes] | None, trusted: TrustedProxies, forwarded: bool = False) -> str:
     """The address to account a request to.
 
+    ``values`` are the field lines of the one header the trusted proxies write
+    (``client_ip_header``: X-Forwarded-For, X-Real-IP, or RFC 7239 Forwarded when
+    ``forwarded``); any other forwarding header a client sent is ignored, so a client
+    cannot pick the header that a proxy in front passes through untouched.
+
     * Peer not trusted: the peer, headers ignored (a client cannot spoof its way out of a limit).
-    * Peer trusted: the X-Forwarded-For addresses (every field line joined by commas, in order)
-      walked from the right, skipping trusted ones; the first untrusted one is the client (the
-      right-most untrusted address is the one our own proxies vouch for). If all are trusted,
-      the left-most. Without X-Forwarded-For, the ``for=`` values of RFC 7239 Forwarded, the
-      same way. Malformed entries and obfuscated identifiers (``unknown``, ``_hidden``) are
-      skipped; with nothing usable, the peer.
+    * Peer trusted: the addresses (every field line joined by commas, in order; for Forwarded
+      the ``for=`` values) walked from the right, skipping trusted ones; the first untrusted one
+      is the client (the right-most untrusted address is the one our own proxies vouch for). If
+      all are trusted, the left-most. Malformed entries and obfuscated identifiers (``unknown``,
+      ``_hidden``) are skipped; with nothing usable, the peer.
 
     The peer comes back as given; an address from a header in canonical text form
     (``str(ipaddress.ip_address(...))``, IPv4-mapped IPv6 as IPv4), so one client is one key.
@@ -99,12 +99,9 @@ def client_ip(
     peer_node = _parse_node(peer)
     if peer_node is None or not trusted._has(peer_node):
         return peer
-    if x_forwarded_for:
-        nodes = b",".join(x_forwarded_for).split(b",")
-    elif forwarded:
-        nodes = _forwarded_for_values(forwarded)
-    else:
+    if not values:
         return peer
+    nodes = _forwarded_for_values(values) if forwarded else b",".join(values).split(b",")
     chosen = _rightmost_untrusted(nodes, trusted)
     return peer if chosen is None else str(_address(chosen))
 

@@ -1,8 +1,8 @@
 """Per-client rate limiting: a token bucket per key (the client IP, or a header's value).
 
-The client IP is the socket peer unless the peer is a trusted proxy; then it is the
-right-most untrusted X-Forwarded-For (or Forwarded) address, so a client cannot spoof its
-way out of its limit. Over the limit: 429 with Retry-After; every limited response, and
+The client IP is the one the exchange resolved (top-level ``trusted_proxies`` and
+``client_ip_header``); ``rate_limit.trusted_proxies`` overrides the list for this filter,
+reading the same header, so a client cannot spoof its way out of its limit. Over the limit: 429 with Retry-After; every limited response, and
 allowed ones unless ``headers: false``, carries RateLimit-Limit / -Remaining / -Reset
 (draft-ietf-httpapi-ratelimit-headers). Memory: at most ``max_keys`` buckets (LRU); with
 workers, one table in shared memory for all of them (``Resources.bucket_table``), which
@@ -14,7 +14,7 @@ import math
 
 from fulcrum.config.filters import RateLimitConfig
 from fulcrum.filters.base import Filter, Reply, ResponseHead
-from fulcrum.filters.client_ip import TrustedProxies, client_ip
+from fulcrum.filters.client_ip import TrustedProxies
 
 
 class RateLimit(Filter):
@@ -33,10 +33,8 @@ class RateLimit(Filter):
         self.clock = resources.clock
 
     def on_request(self, exchange) -> Reply | None:
-        if self.trusted:
-            exchange.client_ip = client_ip(
-                exchange.client_ip, exchange.header_values(b"x-forwarded-for"),
-                exchange.header_values(b"forwarded"), self.trusted)
+        if self.trusted:  # rate_limit.trusted_proxies: this filter's own list overrides the top-level one
+            exchange.client_ip = exchange.forwarded_client(self.trusted)
         if self.exempt and self.exempt.trusts(exchange.client_ip):
             return None
         key = exchange.client_ip

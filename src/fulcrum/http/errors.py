@@ -8,12 +8,14 @@ from __future__ import annotations
 
 
 class HttpError(Exception):
-    """A request we refuse: ``status`` is what we answer, ``reason`` says why."""
+    """A request we refuse: ``status`` is what we answer, ``reason`` says why; ``headers``
+    are extra response header lines (``Allow: …\r\n`` for a 405)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: bytes = b"") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 class BadRequest(HttpError):

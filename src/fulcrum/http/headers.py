@@ -5,6 +5,8 @@ Pure functions over lists of ``(name, value)`` byte pairs; no I/O.
 """
 from __future__ import annotations
 
+import re
+
 from fulcrum.http.errors import BadRequest
 
 # Headers that describe one connection, never the message (RFC 9110 §7.6.1).
@@ -16,15 +18,21 @@ HOP_BY_HOP = frozenset({
 
 # What the proxy does with a header, looked up by lower-cased name; a name not
 # in a table passes as is. One lookup per header on the hot path.
-HOP, HOST, CONTENT_LENGTH, TRANSFER_ENCODING, FORWARDED_FOR, REQUEST_ID, OURS, CONNECTION = range(8)
+HOP, HOST, CONTENT_LENGTH, TRANSFER_ENCODING, FORWARDED_FOR, REQUEST_ID, OURS, CONNECTION, PEER = range(9)
 _DROPPED = {name: HOP for name in HOP_BY_HOP}
 _FRAMING = {b"connection": CONNECTION, b"transfer-encoding": TRANSFER_ENCODING,
             b"content-length": CONTENT_LENGTH, b"x-request-id": REQUEST_ID}
 REQUEST_HEADERS = {
     **_DROPPED, **_FRAMING, b"host": HOST, b"x-forwarded-for": FORWARDED_FOR,
     b"x-forwarded-proto": OURS, b"x-forwarded-host": OURS,
+    # What a proxy in front says about the client: kept only by the forwarded_headers policy.
+    b"forwarded": PEER, b"x-real-ip": PEER,
 }
 RESPONSE_HEADERS = {**_DROPPED, **_FRAMING}
+# Names a Connection header can never make hop-by-hop: the framing and forwarding headers
+# Fulcrum writes or judges itself (RFC 9110 §7.6.1 lets a sender nominate any name; a proxy
+# that obeys blindly lets a client drop Host or Content-Length from what the backend sees).
+NEVER_NOMINATED = frozenset(REQUEST_HEADERS) | frozenset(RESPONSE_HEADERS)
 
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 
@@ -35,10 +43,23 @@ def connection_tokens(value: bytes) -> set[bytes]:
 
 
 def named_by_connection(value: bytes) -> set[bytes] | None:
-    """Header names a Connection header makes hop-by-hop (beyond close/keep-alive)."""
+    """Header names a Connection header makes hop-by-hop, beyond close/keep-alive and the
+    names no token may remove (``NEVER_NOMINATED``); None when there are none."""
     if value.lower() in _PLAIN_CONNECTION:
         return None  # the usual value: no set built
-    return connection_tokens(value) - _PLAIN_CONNECTION or None
+    return connection_tokens(value) - _PLAIN_CONNECTION - NEVER_NOMINATED or None
+
+
+def without_named(lines: list[bytes], named: set[bytes]) -> list[bytes]:
+    """Serialised header lines (``Name: value\r\n``) whose name is not in ``named``."""
+    return [line for line in lines if line[:line.index(b":")].lower() not in named]
+
+
+def asks_websocket(upgrade: bytes | None) -> bool:
+    """True when an Upgrade value lists the ``websocket`` protocol (RFC 6455 §4.1)."""
+    if upgrade is None:
+        return False
+    return any(token.strip().lower() == b"websocket" for token in upgrade.split(b","))
 
 
 def check_transfer_encoding(values: list[bytes]) -> None:
@@ -60,16 +81,28 @@ def host_without_port(host: bytes) -> str:
     return text.split(":", 1)[0]
 
 
+# A Host value or an absolute-form authority: reg-name or IPv4, or an IP-literal, and an
+# optional port (RFC 3986 §3.2.2). Anything else (spaces, commas, '@', '/') is refused: a
+# value two readers could split differently must not reach routing or a backend.
+_AUTHORITY = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+
+
+def valid_authority(value: bytes) -> bool:
+    return _AUTHORITY.fullmatch(value) is not None
+
+
 def split_absolute_form(target: bytes) -> tuple[bytes, bytes]:
     """``http://host:8080/a?b`` → ``(b"host:8080", b"/a?b")`` (RFC 9112 §3.2.2)."""
-    rest = target.split(b"://", 1)[1]
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        raise BadRequest("invalid absolute-form request target")
     cut = len(rest)
     for sep in (b"/", b"?"):
         i = rest.find(sep)
         if i != -1:
             cut = min(cut, i)
     authority, path = rest[:cut], rest[cut:]
-    if b"@" in authority or not authority:
+    if not authority or not valid_authority(authority):
         raise BadRequest("invalid authority in absolute-form request target")
     if not path.startswith(b"/"):
         path = b"/" + path

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from fulcrum.http.errors import HttpError
+from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
@@ -35,7 +35,7 @@ class _Rejection:
     the class attributes are the exchange fields it has no value for.
     """
 
-    __slots__ = ("status", "reason", "request_id", "client_ip", "secure")
+    __slots__ = ("status", "reason", "request_id", "client_ip", "secure", "headers")
 
     method = target = b"-"
     route = ""
@@ -45,18 +45,47 @@ class _Rejection:
     rate_limited = False
 
     def __init__(self, status: int, reason: str, request_id: bytes, client_ip: str = "",
-                 secure: bool = False) -> None:
+                 secure: bool = False, headers: bytes = b"") -> None:
         self.status = status
         self.reason = reason
         self.request_id = request_id
         self.client_ip = client_ip
         self.secure = secure
+        self.headers = headers  # extra header lines (Allow on a 405)
 
     def header(self, name: bytes) -> None:
         return None  # the request was not (wholly) read: filters see no headers
 
     def header_values(self, name: bytes) -> list[bytes]:
         return []
+
+
+class _BodyAfterUpgrade:
+    """Parser callbacks for the chunked body of an upgrade request that is no tunnel.
+
+    llhttp ends the message at the head of any upgrade request; a second parser, primed with
+    a head of the same framing, reads the body and hands it to the connection. Nothing after
+    that body is read: the connection closes after the response (upgrade requests are never
+    kept alive)."""
+
+    __slots__ = ("client", "done")
+
+    def __init__(self, client: "ClientConnection") -> None:
+        self.client = client
+        self.done = False
+
+    def on_body(self, body: bytes) -> None:
+        if not self.done:
+            self.client.on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.done:
+            return  # llhttp goes on parsing what followed in the same read: it is dropped
+        self.done = True
+        client = self.client
+        client.on_message_complete()
+        client.parser = None
+        client.gate.pause(CLOSING)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -67,6 +96,8 @@ class ClientConnection(asyncio.Protocol):
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
         "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
+        "budget", "progressed", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
+        "handshake_until",
     )
 
     def __init__(self, server: "ProxyServer", tls: bool = False) -> None:
@@ -101,10 +132,29 @@ class ClientConnection(asyncio.Protocol):
         self.counted = False   # in the server's per-address connection count
         self.tunnel = None     # after a protocol switch (proxy/tunnel.py)
         self.early = b""       # bytes that followed an upgrade request's head
+        # Raw bytes llhttp may still be fed before the next step of a message (head complete,
+        # body bytes, message complete): bounds a head, a header line, chunk framing and
+        # trailers by limits.max_header_bytes however they are split (see data_received).
+        self.budget = self.settings.max_header_bytes
+        self.progressed = False
+        self.upgrading = False  # an upgrade request with a body that is no tunnel: read its body
+        self.trusted_by = None  # the TrustedProxies that peer_trusted was computed against
+        self.peer_trusted = False
+        self.send_since = 0.0   # since when the client has read none of our buffered bytes
+        self.send_buffered = 0  # the write buffer's size then
+        self.handshake_until = 0.0
+        if tls:
+            # Counted from accept, through the TLS handshake (timeouts.client_header bounds it).
+            self.handshake_until = self.loop.time() + self.settings.client_header_timeout
+            server.handshaking(self)
 
     # -- phase: accept ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.closed:  # shut down while its TLS handshake ran
+            transport.abort()
+            return
         self.transport = transport  # type: ignore[assignment]
+        self.handshake_until = 0.0
         self.gate = ReadGate(transport)  # type: ignore[arg-type]
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
@@ -148,16 +198,18 @@ class ClientConnection(asyncio.Protocol):
                 data = self._pass_body(data)
                 if not data:
                     return
+            budget = self.budget
+            if len(data) > budget:
+                self._feed_bounded(data)
+                return
+            self.progressed = False
             self.parser.feed_data(data)
+            if not self.progressed:
+                self.budget = budget - len(data)
         except HttpError as exc:
-            self._reject(exc.status, exc.reason)
+            self._reject(exc.status, exc.reason, exc.headers)
         except HttpParserUpgrade as exc:
-            # Nothing after an upgrade request is HTTP. What already came is kept for the
-            # tunnel if the backend switches protocols; else the connection closes after
-            # the response (the request went on without its Upgrade).
-            self.parser = None
-            self.early = data[exc.args[0]:]
-            self.gate.pause(CLOSING)
+            self._upgraded(data[exc.args[0]:])
         except HttpParserCallbackError as exc:
             self._callback_failed(exc.__context__)
         except HttpParserError as exc:
@@ -166,10 +218,58 @@ class ClientConnection(asyncio.Protocol):
             # A bug must cost one connection, never the server.
             self._internal_error(exc)
 
+    def _feed_bounded(self, data: bytes) -> None:
+        """Feed ``data`` in pieces no larger than the budget: a piece that brings llhttp no
+        step further (a head, a header line or chunk framing that never ends) is a 431, after
+        at most this one read. Callers handle what feeding raises."""
+        while data:
+            budget = self.budget
+            piece = data[:budget]
+            self.progressed = False
+            try:
+                self.parser.feed_data(piece)
+            except HttpParserUpgrade as exc:
+                self._upgraded(data[exc.args[0]:])
+                return
+            if not self.progressed:
+                if len(piece) < budget:
+                    self.budget = budget - len(piece)
+                    return
+                limit = self.settings.max_header_bytes
+                what = "request head" if self.receiving is None else "chunk framing or trailers"
+                raise HttpError(431, f"{what} larger than {limit} bytes")
+            data = data[budget:]
+            if self.parser is None:
+                return
+            if self.body_left and data:
+                data = self._pass_body(data)
+
+    def _upgraded(self, rest: bytes) -> None:
+        """llhttp stopped at the head of an upgrade request; ``rest`` followed it."""
+        if self.upgrading:
+            # No tunnel (not a WebSocket GET), but a body: read it as the request's body.
+            self.upgrading = False
+            exchange = self.receiving
+            if exchange.chunked:
+                parser = HttpRequestParser(_BodyAfterUpgrade(self))
+                parser.feed_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                self.parser = parser
+            else:
+                self.parser = HttpRequestParser(self)  # reached again once body_left is read
+            if rest:
+                self.data_received(rest)
+            return
+        # Nothing after an upgrade request is HTTP. What already came is kept for the
+        # tunnel if the backend switches protocols; else the connection closes after
+        # the response (the request went on without its Upgrade).
+        self.parser = None
+        self.early = rest
+        self.gate.pause(CLOSING)
+
     def _callback_failed(self, cause: BaseException | None) -> None:
         """llhttp wraps what our callbacks raise; unwrap it to answer with its status."""
         if isinstance(cause, HttpError):
-            self._reject(cause.status, cause.reason)
+            self._reject(cause.status, cause.reason, cause.headers)
         elif isinstance(cause, HttpParserError) or cause is None:
             self._reject(400, str(cause or "malformed request"))
         else:
@@ -211,18 +311,31 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.progressed = True
+        settings = self.settings
+        self.budget = settings.max_header_bytes  # now for chunk framing and trailers
         parser = self.parser
         method = parser.get_method()
         # request line (method, 2 spaces, "HTTP/1.1\r\n") + headers + the empty line
-        if self.header_bytes + len(method) + 14 > self.settings.max_header_bytes:
-            raise HttpError(431, f"request head larger than {self.settings.max_header_bytes} bytes")
-        http11 = parser.get_http_version() == "1.1"
+        if self.header_bytes + len(method) + 14 > settings.max_header_bytes:
+            raise HttpError(431, f"request head larger than {settings.max_header_bytes} bytes")
+        version = parser.get_http_version()
+        http11 = version == "1.1"
+        if not http11 and version != "1.0":
+            # No version (HTTP/0.9's request line) or another major version: nothing we speak.
+            if version[:1] > "1":
+                raise HttpError(505, f"HTTP/{version} is not supported")
+            raise BadRequest("request line without HTTP/1.0 or HTTP/1.1")
         upgrade = parser.should_upgrade()
         keep_alive = parser.should_keep_alive() and not upgrade
         exchange = Exchange(self, self.server.runtime, method, self.url,
                             self.headers, http11, keep_alive)
         exchange.prepare(upgrade)
         self.receiving = exchange
+        if upgrade and exchange.has_body:
+            # llhttp ends the message at the head of any upgrade request; this one is no
+            # tunnel (prepare), so its body follows and is read as a body (see _upgraded).
+            self.upgrading = True
         self.body_left = exchange.content_length
         if exchange.has_body:
             self.last_body = self.body_start = self.loop.time()
@@ -240,6 +353,8 @@ class ClientConnection(asyncio.Protocol):
             self._advance()
 
     def on_body(self, body: bytes) -> None:
+        self.progressed = True
+        self.budget = self.settings.max_header_bytes
         self.last_body = self.loop.time()
         self.body_seen += len(body)
         if self.body_left:
@@ -263,6 +378,10 @@ class ClientConnection(asyncio.Protocol):
         return data[left:]
 
     def on_message_complete(self) -> None:
+        if self.upgrading:
+            return  # llhttp's early end of an upgrade request with a body: the body comes next
+        self.progressed = True
+        self.budget = self.settings.max_header_bytes  # for the next request's head
         if self.wait == _BODY:
             self.wait = _NONE
         exchange = self.receiving
@@ -310,10 +429,11 @@ class ClientConnection(asyncio.Protocol):
             return
         self._advance()
 
-    def _reject(self, status: int, reason: str) -> None:
+    def _reject(self, status: int, reason: str, headers: bytes = b"") -> None:
         """Answer a bad request in its turn and close; read nothing more."""
         self.parser = None
         self.body_left = 0
+        self.upgrading = False
         self.gate.pause(CLOSING)
         receiving = self.receiving
         if receiving is not None and receiving is self.current:
@@ -327,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
         elif receiving is not None and self.queue and receiving in self.queue:
             self.queue.remove(receiving)  # pipelined and not started: never forward half of it
         request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
-        self._enqueue(_Rejection(status, reason, request_id, self.client_ip, self.tls))
+        self._enqueue(_Rejection(status, reason, request_id, self.client_ip, self.tls, headers))
         log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
         self._advance()
 
@@ -340,10 +460,10 @@ class ClientConnection(asyncio.Protocol):
         """Write an answer of the connection's own (no exchange) through the global
         filters' response side, and log it like an exchange."""
         chain = self.server.runtime.unrouted.chain
-        extra = b""
+        extra = rejection.headers
         if chain.response:
             try:
-                extra = b"".join(chain.respond(rejection, rejection.status, []))
+                extra = b"".join(chain.respond(rejection, rejection.status, extra.splitlines(keepends=True)))
             except Exception as exc:
                 log.error("internal error", exc_info=exc, extra={"fields": {
                     "request_id": rejection.request_id.decode("latin-1"), "phase": "response filter"}})
@@ -364,14 +484,29 @@ class ClientConnection(asyncio.Protocol):
 
     # -- backpressure from the client side -----------------------------------------
     def pause_writing(self) -> None:
+        # The client reads slower than we write: timeouts.client_send starts (see _on_timer).
+        now = self.loop.time()
+        self.send_since = now
+        self.send_buffered = self.transport.get_write_buffer_size()
+        if self.timer is None and not self.closed:
+            self.timer = self.loop.call_at(now + self.settings.client_tick, self._on_timer)
         current = self.current
         if isinstance(current, Exchange) and current.conn is not None:
             current.conn.pause_reading()
 
     def resume_writing(self) -> None:
+        self.send_since = 0.0
         current = self.current
         if isinstance(current, Exchange) and current.conn is not None:
             current.conn.resume_reading()
+
+    def trusts_peer(self, trusted) -> bool:
+        """Whether the peer is one of ``trusted`` (the runtime's proxies), worked out once per
+        connection and runtime: a connection's peer never changes."""
+        if self.trusted_by is not trusted:
+            self.trusted_by = trusted
+            self.peer_trusted = trusted.trusts(self.client_ip)
+        return self.peer_trusted
 
     # -- timeouts: one lazy timer per connection ---------------------------------------
     def _wait(self, what: int, timeout: float) -> None:
@@ -386,10 +521,16 @@ class ClientConnection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self.timer = None
-        what = self.wait
-        if what == _NONE or self.closed:
+        if self.closed:
             return
         now = self.loop.time()
+        if self.send_since and self._not_reading(now):
+            return
+        what = self.wait
+        if what == _NONE:
+            if self.send_since:
+                self.timer = self.loop.call_at(now + self.settings.client_tick, self._on_timer)
+            return
         due = self.deadline
         if what == _BODY:
             if self.gate.paused_by:
@@ -404,6 +545,29 @@ class ClientConnection(asyncio.Protocol):
             self.timer = self.loop.call_at(min(due, now + self.settings.client_tick), self._on_timer)
             return
         self._timed_out(what)
+
+    def _not_reading(self, now: float) -> bool:
+        """timeouts.client_send: a client that took none of our buffered bytes for that long
+        is cut (abort: its unsent bytes are dropped), and its exchange releases the backend
+        connection and its in-flight slot at once. True when it was cut."""
+        buffered = self.transport.get_write_buffer_size()
+        if buffered < self.send_buffered:
+            self.send_since, self.send_buffered = now, buffered  # it read something: start over
+            return False
+        if now - self.send_since < self.settings.client_send_timeout:
+            return False
+        log.info("client not reading", extra={"fields": {
+            "client": self.client_ip, "buffered": buffered, "client_send": self.settings.client_send_timeout}})
+        current = self.current
+        if isinstance(current, Exchange):
+            current.keep_alive = False
+            current.abort()
+        self.current = None
+        self.closed = True
+        self.wait = _NONE
+        self.queue = None
+        self.transport.abort()
+        return True
 
     def _body_too_slow(self, now: float) -> bool:
         """limits.min_body_rate: after a grace of timeouts.client_body, the body must have
@@ -460,7 +624,12 @@ class ClientConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Close now if idle; otherwise close after the response in flight. A tunnel
-        closes at once (cleanly: a FIN both ways once written bytes are out)."""
+        closes at once (cleanly: a FIN both ways once written bytes are out). One still in
+        its TLS handshake is let go: it is dropped when the handshake ends."""
+        if self.transport is None:
+            self.closed = True
+            self.server.release(self)
+            return
         if self.tunnel is not None:
             self.tunnel.close("shutting down")
             return

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from fulcrum.filters.chain import EMPTY
 from fulcrum.http.errors import BadRequest, HttpError
+from fulcrum.filters.client_ip import client_ip
 from fulcrum.http.headers import (
-    CONNECTION, CONTENT_LENGTH, FORWARDED_FOR, HOST, REQUEST_HEADERS, REQUEST_ID,
-    RESPONSE_HEADERS, TRANSFER_ENCODING, check_transfer_encoding, host_without_port,
-    named_by_connection, split_absolute_form,
+    CONNECTION, CONTENT_LENGTH, FORWARDED_FOR, HOST, PEER, REQUEST_HEADERS, REQUEST_ID,
+    RESPONSE_HEADERS, TRANSFER_ENCODING, asks_websocket, check_transfer_encoding, host_without_port,
+    named_by_connection, split_absolute_form, valid_authority, without_named,
 )
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
@@ -39,6 +40,7 @@ _GATEWAY_FAILURES = frozenset({502, 503, 504})
 # A client's X-Request-ID is kept only when it is 1-200 visible ASCII characters: it is
 # echoed into logs and responses, where a space or a line break could forge a field or a line.
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
+_ALLOW = b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n"
 
 
 class Exchange(Failover):
@@ -52,6 +54,7 @@ class Exchange(Failover):
         "sent_at", "retried", "aborted", "bytes_out", "content_length",
         "tries", "tried", "replay", "replay_bytes", "started_at", "retry_timer",
         "route", "chain", "received_at", "upstream_time", "duration", "limit", "upgrade",
+        "hostless_head",
     )
 
     def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
@@ -99,6 +102,7 @@ class Exchange(Failover):
         self.duration = 0.0        # head received → exchange ended, set before the log phase
         self.limit = None          # the rate limiter's Decision, when one was taken
         self.upgrade: bytes | None = None  # the Upgrade asked for and passed on (WebSocket)
+        self.hostless_head: list[bytes] | None = None  # see prepare(): HTTP/1.0 without Host
 
     # -- RequestInfo, for strategies and routes --------------------------------
     def header(self, name: bytes) -> bytes | None:
@@ -125,27 +129,38 @@ class Exchange(Failover):
     def prepare(self, upgrade: bool = False) -> None:
         """Check the head and build the request line and headers for the backend.
 
-        ``upgrade``: the client asked to switch protocols; a WebSocket upgrade (GET with
-        ``Upgrade: websocket``) is passed on, any other is dropped with the hop-by-hop headers.
+        ``upgrade``: llhttp saw ``Connection: upgrade`` (or a CONNECT). Only a GET without a
+        body that asks for ``websocket`` may become a tunnel, and only ``websocket`` is passed
+        on; any other upgrade request is an ordinary request without its upgrade headers.
+        Hop-by-hop headers go by name, never by line: a Connection token can drop neither the
+        request line, Host, the framing headers nor the forwarding headers Fulcrum writes.
         Raises HttpError for anything ambiguous; the connection then answers and closes.
         """
-        settings = self.runtime.settings
+        method = self.method
+        if method == b"CONNECT":
+            raise HttpError(405, "CONNECT is not proxied", _ALLOW)
+        runtime = self.runtime
+        target = self.target
         authority = None
-        if self.target[:1] != b"/" and self.target[:7].lower() in (b"http://", b"https:/"):
-            authority, self.target = split_absolute_form(self.target)
-        out = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target)]
+        if target[:1] != b"/":
+            if target[:4].lower() == b"http":
+                authority, target = split_absolute_form(target)
+                self.target = target
+            elif target != b"*" or method != b"OPTIONS":
+                raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
+        lines = [b""]  # [0]: the request line and Host, written last
         hosts: list[bytes] = []
         forwarded_for: list[bytes] = []
         te: list[bytes] = []
         content_length: bytes | None = None
         named: set[bytes] | None = None
+        peer_headers = False
         for name, value in self.headers:
             kind = REQUEST_HEADERS.get(name.lower())
             if kind is None:
-                out.append(b"%s: %s\r\n" % (name, value))
+                lines.append(b"%s: %s\r\n" % (name, value))
             elif kind == HOST:
                 hosts.append(value)
-                out.append(b"Host: %s\r\n" % value)
             elif kind == CONTENT_LENGTH:
                 content_length = value
             elif kind == TRANSFER_ENCODING:
@@ -159,39 +174,78 @@ class Exchange(Failover):
                 tokens = named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
+            elif kind == PEER:
+                peer_headers = True
         if len(hosts) > 1:
             raise BadRequest("more than one Host header")
-        if not hosts and self.http11:
+        if hosts:
+            host = hosts[0]
+            if not valid_authority(host):
+                raise BadRequest("invalid Host header")
+        elif self.http11:
             raise BadRequest("missing Host header")
-        host = hosts[0] if hosts else b""
+        else:
+            host = b""
         if authority is not None:
-            # RFC 9112 §3.2.2: the target's authority wins over Host, and the
-            # backend gets the origin-form with a Host that agrees with it.
-            out = [line for line in out if not line.startswith(b"Host: ")]
-            out.insert(1, b"Host: %s\r\n" % authority)
-            host = authority
+            host = authority  # RFC 9112 §3.2.2: the target's authority wins over Host
         self.host = host
-        if te or content_length is not None:
-            out.append(self._body_framing(te, content_length, settings.max_body_size))
+        if peer_headers and self._keeps_peer_headers():
+            lines.extend(b"%s: %s\r\n" % (n, v) for n, v in self.headers if REQUEST_HEADERS.get(n.lower()) == PEER)
         if named:
-            out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
-        if upgrade and self.method == b"GET":
-            value = self.header(b"upgrade")
-            if value is not None and b"websocket" in value.lower():
-                self.upgrade = value
-                out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % value)
+            lines[1:] = without_named(lines[1:], named)
+        if te or content_length is not None:
+            lines.append(self._body_framing(te, content_length, runtime.settings.max_body_size))
+        if upgrade and method == b"GET" and not self.has_body and asks_websocket(self.header(b"upgrade")):
+            self.upgrade = b"websocket"
+            lines.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
         if not self.request_id:
             self.request_id = self.client.server.next_request_id()
-        client_ip = self.client.client_ip_bytes
+        client = self.client
+        trusted = runtime.trusted
+        if trusted is not None and client.trusts_peer(trusted):
+            self.client_ip = self.forwarded_client(trusted)
+        client_ip = client.client_ip_bytes
         if forwarded_for:
             xff = b", ".join(forwarded_for) + b", " + client_ip
         else:
             xff = client_ip
         if host:
-            out.append(b"X-Forwarded-Host: %s\r\n" % host)
-        out.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n\r\n"
-                   % (xff, b"https" if self.client.tls else b"http", self.request_id))
-        self.upstream_head = b"".join(out)
+            lines.append(b"X-Forwarded-Host: %s\r\n" % host)
+        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n\r\n"
+                     % (xff, b"https" if client.tls else b"http", self.request_id))
+        if host:
+            lines[0] = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, host)
+            self.upstream_head = b"".join(lines)
+        else:
+            # HTTP/1.0 without Host: the backend's authority is written once one is picked.
+            lines[0] = b"%s %s HTTP/1.1\r\n" % (method, target)
+            self.upstream_head = b""
+            self.hostless_head = lines
+
+    def _keeps_peer_headers(self) -> bool:
+        """The forwarded_headers policy for a client's Forwarded and X-Real-IP."""
+        policy = self.runtime.forwarded_headers
+        if policy == "keep":
+            return True
+        if policy == "remove":
+            return False
+        trusted = self.runtime.trusted
+        return trusted is not None and self.client.trusts_peer(trusted)
+
+    def forwarded_client(self, trusted) -> str:
+        """The client address a trusted peer vouches for in the header it writes
+        (``client_ip_header``), or the peer's own address; see filters/client_ip.py."""
+        name = self.runtime.client_ip_header
+        return client_ip(self.client.client_ip, self.header_values(name), trusted, name == b"forwarded")
+
+    def _head_for(self, backend) -> bytes:
+        """The upstream head of a request that came without Host: the backend's authority."""
+        lines = self.hostless_head
+        host = backend.host
+        if ":" in host:
+            host = f"[{host}]"
+        authority = host if backend.port == 80 else f"{host}:{backend.port}"
+        return lines[0] + b"Host: %s\r\n" % authority.encode() + b"".join(lines[1:])
 
     def _body_framing(self, te: list[bytes], content_length: bytes | None, limit: int) -> bytes:
         """The framing header for the backend; a single ``chunked`` or one length."""
@@ -278,7 +332,7 @@ class Exchange(Failover):
         """Send the head (and any body read so far) on ``conn``."""
         self.conn = conn
         conn.attach(self, self.method == b"HEAD")
-        parts = [self.upstream_head]
+        parts = [self.upstream_head or self._head_for(self.backend)]
         body = self.replay if self.tries > 1 else self.pending_body
         if body:
             for chunk in body:
@@ -380,7 +434,7 @@ class Exchange(Failover):
                 if tokens:
                     named = tokens if named is None else named | tokens
         if named:
-            out = [line for line in out if line.split(b":", 1)[0].lower() not in named]
+            out[1:] = without_named(out[1:], named)
         self.framing = self._response_framing(status, conn, content_length, codings, out)
         if self.chain.response:
             try:

@@ -25,6 +25,9 @@ class ProxyServer:
         self.runtime = runtime
         self.loop = loop
         self.connections: set[ClientConnection] = set()
+        # TLS connections still in their handshake (also in ``connections``): a failed handshake
+        # never reaches the protocol, so the sweeper drops those past their deadline.
+        self.in_handshake: set[ClientConnection] = set()
         self.per_address: dict[str, int] = {}   # open connections per peer, when limited
         self.refused_total = 0
         self.tunnels_opened = self.tunnels_closed = 0  # WebSocket tunnels, for metrics
@@ -39,9 +42,18 @@ class ProxyServer:
         self._ids = itertools.count(1)
         self._sweeper: asyncio.TimerHandle | None = None
 
+    def handshaking(self, conn: ClientConnection) -> None:
+        """A TLS connection was accepted: it counts as open (and against max_connections)
+        from now, not from the end of its handshake."""
+        self.connections.add(conn)
+        self.in_handshake.add(conn)
+
     def admit(self, conn: ClientConnection) -> str | None:
         """Count a new connection in, or say why it is refused (limits.max_connections*)."""
         settings = self.runtime.settings
+        if conn.tls:
+            self.in_handshake.discard(conn)
+            self.connections.discard(conn)  # counted since accept; judged below like the rest
         if settings.max_connections and len(self.connections) >= settings.max_connections:
             return self._refuse(conn, f"too many open connections (limit {settings.max_connections})")
         per_address = settings.max_connections_per_ip
@@ -61,6 +73,7 @@ class ProxyServer:
 
     def release(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
+        self.in_handshake.discard(conn)
         if conn.counted:
             conn.counted = False
             left = self.per_address.get(conn.client_ip, 1) - 1
@@ -88,7 +101,7 @@ class ProxyServer:
         if tls_sock is not None and self.runtime.tls is not None:
             self.tls_server = await self.loop.create_server(
                 lambda: ClientConnection(self, tls=True), sock=tls_sock, backlog=backlog,
-                ssl=self.runtime.tls.context)
+                ssl=self.runtime.tls.context, ssl_handshake_timeout=self.runtime.settings.client_header_timeout)
             self.runtime.resources.tls_port = tls_sock.getsockname()[1]
         self._started()
 
@@ -99,7 +112,7 @@ class ProxyServer:
     async def _listen_tls(self, runtime: Runtime) -> asyncio.AbstractServer:
         host, port = parse_host_port(runtime.config.tls.listen)
         server = await self._listen(lambda: ClientConnection(self, tls=True), host, port, self.backlog,
-                                    ssl=runtime.tls.context)
+                                    ssl=runtime.tls.context)  # handshakes bounded by timeouts.client_header
         bound = server.sockets[0].getsockname()[1]
         runtime.resources.tls_port = bound  # for https redirects (port 0 binds a free one)
         log.info("listening tls", extra={"fields": {"address": f"{host}:{bound}"}})
@@ -146,7 +159,9 @@ class ProxyServer:
                 self.tls_server = tls
 
     async def _listen(self, factory, host: str, port: int, backlog: int, ssl=None) -> asyncio.AbstractServer:
-        server = await self.loop.create_server(factory, host, port, backlog=backlog, reuse_address=True, ssl=ssl)
+        timeout = {"ssl_handshake_timeout": self.runtime.settings.client_header_timeout} if ssl else {}
+        server = await self.loop.create_server(factory, host, port, backlog=backlog, reuse_address=True, ssl=ssl,
+                                               **timeout)
         for sock in server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -158,6 +173,9 @@ class ProxyServer:
 
     def _sweep(self) -> None:
         now = self.loop.time()
+        if self.in_handshake:
+            for conn in [c for c in self.in_handshake if c.handshake_until < now]:
+                self.release(conn)  # its handshake failed or timed out
         for pool in self.runtime.pools.values():
             for conns in pool.connections.values():
                 conns.sweep(now)

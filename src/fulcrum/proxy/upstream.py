@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fulcrum.proxy")
 
+# 1xx responses (100 Continue, 103 Early Hints) a backend may send before its final one;
+# more is a flood, and the response is invalid (502).
+MAX_INFORMATIONAL = 5
+
 
 class Discarded(Exception):
     """Raised from a parser callback when the exchange retries elsewhere and
@@ -33,6 +37,7 @@ class UpstreamConnection(asyncio.Protocol):
         "in_head", "informational", "complete", "reusable", "expect_eof",
         "skip_body", "served", "idle_since", "closed", "read_paused",
         "deadline", "timer", "last_read", "_timer_at", "received", "body_left", "upgraded",
+        "budget", "progressed", "head_done", "armed_at", "informational_count",
     )
 
     def __init__(self, pool: "ConnectionPool") -> None:
@@ -60,6 +65,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False
         self.body_left = 0           # Content-Length bytes still to come (see _pass_body)
         self.upgraded = False        # a 101 was relayed: what follows the head is the tunnel's
+        # As on the client side: raw bytes llhttp may be fed before the next step of a
+        # response (a head complete, body bytes), bounding heads, 1xx heads and trailers.
+        self.budget = pool.settings.max_header_bytes
+        self.progressed = False
+        self.head_done = False       # the final (non-1xx) head arrived: timeouts.response ends
+        self.armed_at = 0.0
+        self.informational_count = 0
 
     # -- lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,11 +123,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_head = False
         self.received = False
         self.body_left = 0
+        self.head_done = False
+        self.informational_count = 0
+        self.budget = self.pool.settings.max_header_bytes
         self.served += 1
 
     def arm_response_timer(self, timeout: float) -> None:
+        """timeouts.response: until the final response head, counted from now whatever
+        arrives (1xx heads, a head trickled byte by byte); after it, from the last read."""
         now = self.loop.time()
-        self.last_read = now
+        self.last_read = self.armed_at = now
         self.deadline = timeout
         if self.timer is None or self._timer_at > now + timeout:
             if self.timer is not None:
@@ -131,7 +148,7 @@ class UpstreamConnection(asyncio.Protocol):
         now = self.loop.time()
         if self.read_paused:
             self.last_read = now  # paused for a slow client: the backend is not silent
-        due = self.last_read + timeout
+        due = (self.last_read if self.head_done else self.armed_at) + timeout
         if now < due:
             self._timer_at = due
             self.timer = self.loop.call_at(due, self._on_timer)
@@ -177,7 +194,14 @@ class UpstreamConnection(asyncio.Protocol):
                 exchange.internal_error(exc, "response body")
             return
         try:
-            self.parser.feed_data(data)
+            budget = self.budget
+            if len(data) > budget:
+                self._feed_bounded(data)
+            else:
+                self.progressed = False
+                self.parser.feed_data(data)
+                if not self.progressed:
+                    self.budget = budget - len(data)
         except HttpParserUpgrade as exc:
             if self.upgraded:
                 exchange.start_tunnel(self, data[exc.args[0]:])
@@ -200,10 +224,32 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 exchange.upstream_invalid(self, f"invalid response from backend: {cause}")
             return
-        if self.complete:
+        if self.complete and self.exchange is exchange:  # (not already ended by _pass_body)
             if self.skip_body:
                 self.parser = HttpResponseParser(self)  # llhttp still expects a HEAD body
             self._completed(exchange)
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """Feed ``data`` in pieces of at most the budget; a piece that brings no step further
+        (a head or trailer that never ends) makes the response invalid (502)."""
+        while data:
+            budget = self.budget
+            piece = data[:budget]
+            self.progressed = False
+            self.parser.feed_data(piece)  # an upgrade's offset counts from piece, a prefix of data
+            if not self.progressed:
+                if len(piece) < budget:
+                    self.budget = budget - len(piece)
+                    return
+                raise HttpParserError(f"response head or trailers larger than {self.pool.settings.max_header_bytes} bytes")
+            data = data[budget:]
+            if self.complete or self.exchange is None:
+                if data:
+                    self.reusable = False  # bytes beyond the response
+                return
+            if self.body_left and data:
+                self._pass_body(self.exchange, data)
+                return
 
     def _pass_body(self, exchange: "Exchange", data: bytes) -> None:
         """The rest of a Content-Length body: counted and passed on without llhttp,
@@ -249,11 +295,16 @@ class UpstreamConnection(asyncio.Protocol):
         if self.complete:
             return
         self.in_head = False
+        self.progressed = True
+        self.budget = self.pool.settings.max_header_bytes
         status = self.parser.get_status_code()
         exchange = self.exchange
         if status < 200:
             if status < 100:
                 raise HttpParserError(f"invalid status code {status}")
+            self.informational_count += 1
+            if self.informational_count > MAX_INFORMATIONAL:
+                raise HttpParserError(f"more than {MAX_INFORMATIONAL} informational (1xx) responses")
             if status == 101:
                 if exchange.upgrade is None:
                     raise HttpParserError("101 Switching Protocols without an upgrade request")
@@ -263,6 +314,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.informational = True
             exchange.on_informational(status, self.reason, self.headers)
             return
+        self.head_done = True
         if not self.parser.should_keep_alive():
             self.reusable = False
         if not exchange.on_response_head(self, status, self.reason, self.headers):
@@ -271,6 +323,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.complete = True
 
     def on_body(self, body: bytes) -> None:
+        self.progressed = True
+        self.budget = self.pool.settings.max_header_bytes
         if self.complete:
             self.reusable = False  # body after a HEAD response, or extra bytes
             return

@@ -29,11 +29,18 @@ class Destination:
 class Runtime:
     """Settings, pools, router and filters for one version of the configuration."""
 
-    __slots__ = ("settings", "pools", "router", "single", "unrouted", "config", "resources", "tls")
+    __slots__ = ("settings", "pools", "router", "single", "unrouted", "config", "resources", "tls",
+                 "trusted", "client_ip_header", "forwarded_headers")
 
     def __init__(self, settings: ProxySettings, pools: dict[str, Pool], router: Router[Destination],
-                 config=None, resources: Resources | None = None, chain: Chain = EMPTY) -> None:
+                 config=None, resources: Resources | None = None, chain: Chain = EMPTY,
+                 trusted=None, client_ip_header: bytes = b"x-forwarded-for",
+                 forwarded_headers: str = "remove_untrusted") -> None:
         self.settings = settings
+        # Who the client is (Exchange.prepare): the proxies whose word is taken, and in which header.
+        self.trusted = trusted if trusted else None
+        self.client_ip_header = client_ip_header
+        self.forwarded_headers = forwarded_headers  # a client's Forwarded / X-Real-IP: see config.yaml
         self.pools = pools
         self.router = router
         self.config = config
