@@ -1,6 +1,7 @@
 """The admin token, through real processes: every change needs it, reads need it only off
 loopback, a wrong or missing token gets a 403 or 401 saying which, a Fulcrum with no token
-is read-only, and a non-loopback admin listener without a token never starts.
+is read-only, a non-loopback admin listener without a token (or with one shorter than 16
+characters) never starts, and wrong tokens are throttled (429 with Retry-After).
 """
 from __future__ import annotations
 
@@ -104,6 +105,37 @@ def test_off_loopback_without_a_token_refuses_to_start(tmp_path, backends, log_f
     assert "admin.token" in output and "loopback" in output, output
     assert "listening" not in output, output
     assert httpx.get(f"{b1.url}/_stats", trust_env=False).json()["requests"] == 0
+
+
+@pytest.mark.parametrize("env", [pytest.param(False, id="in-file"), pytest.param(True, id="from-env")])
+def test_off_loopback_a_short_token_refuses_to_start(tmp_path, backends, env):
+    (b1,) = backends(1)
+    short = "only-15-chars.."
+    admin = {"listen": "0.0.0.0:0"} if env else {"listen": "0.0.0.0:0", "token": short}
+    path = tmp_path / "fulcrum.yaml"
+    path.write_text(json.dumps({"listen": "127.0.0.1:0", "admin": admin, "pools": {"web": pool_config(b1)}}))
+    result = run_cli("run", "--config", str(path), env={"FULCRUM_ADMIN__TOKEN": short} if env else None)
+    assert result.returncode == 2, result
+    output = result.stdout + result.stderr
+    assert "admin.token: must be at least 16 characters" in output and "got 15 characters" in output, output
+    assert "FULCRUM_ADMIN__TOKEN" in output and short not in output, output
+    assert "listening" not in output, output
+
+
+def test_wrong_tokens_are_throttled_per_client(backends, fulcrum):
+    from fulcrum.admin.auth import MAX_FAILURES
+
+    (b1,) = backends(1)
+    lb = fulcrum({"admin": {"token": TOKEN}, "pools": {"web": pool_config(b1)}})
+    url, path = admin_url(lb), f"/api/v1/pools/web/backends/127.0.0.1:{b1.port}"
+    answers = [call(url, "PATCH", path, {"weight": 2}, "guess").status_code for _ in range(MAX_FAILURES)]
+    assert answers == [403] * MAX_FAILURES
+    throttled = call(url, "PATCH", path, {"weight": 2}, TOKEN)  # the right token, no longer compared
+    assert throttled.status_code == 429, throttled.text
+    assert 0 < int(throttled.headers["retry-after"]) <= 60
+    assert "too many wrong admin tokens from 127.0.0.1" in throttled.json()["detail"]
+    assert any("admin authentication throttled" in line and "client=127.0.0.1" in line for line in lb.lines)
+    assert httpx.get(url + path, trust_env=False).json()["weight"] == 1  # reads on loopback need no token
 
 
 def test_json_log_stays_json_with_the_admin_listener(backends, tmp_path):

@@ -101,9 +101,10 @@ def test_changes_with_the_token_match_the_document(write_schema, method, path):
 
 @pytest.mark.parametrize(("method", "path"), CHANGES, ids=ids(CHANGES))
 def test_changes_without_the_token_are_refused_as_documented(write_schema, method, path):
-    # Generated requests carry no Authorization header, or a made-up bearer token.
+    # Generated requests carry no Authorization header, or a made-up bearer token (after 20
+    # of those the address is throttled: 429, documented too).
     def check(case) -> None:
         response = case.call_and_validate()
-        assert response.status_code in (401, 403), response.text
+        assert response.status_code in (401, 403, 429), response.text
 
     exercise(write_schema, method, path, check)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import http.client
 import os
+import shutil
 import signal
 import socket
 from collections import Counter
@@ -240,6 +241,65 @@ def test_workers_drain_and_exit_when_the_supervisor_is_killed(cluster, backends,
     lb2, _, _ = cluster(1)
     assert wait_until(lambda: not os.path.exists(shared[0]), 15), "stale shared state not removed"
     assert any("removed a killed instance's shared state" in line for line in lb2.lines), lb2.output
+
+
+def test_a_second_instance_removes_only_shared_state_whose_lock_is_free(cluster):
+    from fulcrum.cluster import shared_dir
+
+    from tests.cluster.test_shared_dir import renamed, unused_pid
+
+    limited = {"rate_limit": {"requests_per_second": 0.01, "burst": 100}}
+    lb1, admin1, _ = cluster(1, **limited)
+    assert get(lb1.port)[0] == 200
+    root = shared_dir.shared_root()
+    (first,) = glob.glob(f"{root}/fulcrum-{lb1.pid}-*")
+    tables = sorted(os.listdir(first))
+    # An instance in another container: its PID means nothing here, its lock is held.
+    foreign, foreign_lock = shared_dir.create(root)
+    foreign = renamed(foreign, unused_pid())
+    # A killed instance whose PID now belongs to a live process (this one).
+    dead, dead_lock = shared_dir.create(root)
+    os.close(dead_lock)
+    dead = renamed(dead, os.getpid())
+    try:
+        lb2, _, _ = cluster(1, **limited)
+        assert not os.path.exists(dead)
+        assert any("removed a killed instance's shared state" in line and dead in line for line in lb2.lines)
+        assert os.path.isdir(foreign)
+        assert sorted(os.listdir(first)) == tables
+        # The first instance's restarted worker finds its tables (it failed forever when they were gone).
+        victim = workers(admin1)[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        assert wait_until(replaced(admin1, 0, victim["pid"]), 15), lb1.output
+        assert Counter(s for s, _ in spread(lb1.port, 20)) == {200: 20}
+        assert lb2.stop() == 0
+    finally:
+        os.close(foreign_lock)
+        shutil.rmtree(foreign, ignore_errors=True)
+    assert os.path.isdir(first)
+
+
+def test_a_worker_that_cannot_start_leaves_the_listening_group(cluster, tmp_path):
+    from tests.support.certs import self_signed
+
+    cert, key = self_signed(tmp_path, "a", ["a.test"])
+    lb, admin, _ = cluster(tls={"listen": "127.0.0.1:0", "certificates": [{"cert": str(cert), "key": str(key)}]})
+    good = cert.read_bytes()
+    cert.write_text("not a certificate\n")  # a replacement fails to provision; the running ones keep theirs
+    victim = workers(admin)[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    assert wait_until(lambda: any("its sockets left the listening group" in line and "worker=0" in line
+                                  for line in lb.lines), 30), lb.output
+    assert any("worker failed to start" in line and "tls.certificates[0]" in line for line in lb.lines), lb.output
+    # No connection waits in the queue of a socket nobody accepts from: every one is served
+    # by the other worker (a stranded one would time out here).
+    assert Counter(s for s, _ in spread(lb.port, 30)) == {200: 30}
+    assert workers(admin)[0]["state"] != "serving"
+
+    cert.write_bytes(good)
+    assert wait_until(replaced(admin, 0, victim["pid"]), 30), "no replacement worker"
+    assert Counter(s for s, _ in spread(lb.port, 30)) == {200: 30}
+    assert all(w["requests_total"] > 0 for w in workers(admin)), workers(admin)  # slot 0 is back in the group
 
 
 def _zombie(pid: int) -> bool:

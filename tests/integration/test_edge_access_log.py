@@ -253,3 +253,21 @@ def test_sample_zero_logs_only_errors_and_429s(backends, fulcrum, tmp_path):
     assert got == [200] * 5 + [500, 404, 429]
     stop_and_read(lb)
     assert [(line["status"], line["path"]) for line in json_lines(path)] == [(500, "/?status=500"), (429, "/")]
+
+
+def test_the_log_file_is_created_0640_whatever_the_umask(backends, fulcrum, tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "access.log"
+    (backend,) = backends(1)
+    previous = os.umask(0)  # Fulcrum inherits it: a plain open() would create the file 0666
+    try:
+        lb = ready(fulcrum({"pools": {"web": pool_config(backend)}, "admin": {"listen": "127.0.0.1:0"},
+                            "access_log": {"output": str(path), "format": "json"}}))
+    finally:
+        os.umask(previous)
+    assert send(lb.port, "/").status == 200
+    stop_and_read(lb)
+    assert len(json_lines(path)) == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

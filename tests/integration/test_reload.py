@@ -85,6 +85,36 @@ def test_file_change_reloads_by_itself(backends, fulcrum):
     assert any("config reloaded" in line and "file changed" in line for line in lb.lines)
 
 
+def test_a_file_still_being_written_is_applied_only_once_complete(backends, fulcrum):
+    # Written in place in two parts: the first part alone is a valid config without the rate
+    # limit (applied, it would silently turn limiting off). The second part comes while the
+    # watcher waits for the file to settle, so only the whole file is applied.
+    from tests.support.processes import admin_url
+
+    (b1,) = backends(1)
+    base = {"listen": "127.0.0.1:0", "admin": {"listen": "127.0.0.1:0"},
+            "log": {"level": "info", "levels": {"fulcrum.reload": "debug"}}, "pools": {"web": pool_config(b1)}}
+    lb = fulcrum(base)
+    settling = "config file changed; waiting until it settles"
+
+    def first_part_seen() -> bool:  # rewritten until the watcher (started after "listening") sees it
+        lb.config_path.write_text(yaml.safe_dump(base))
+        return wait_for(lambda: reloads(lb, settling) > 0, timeout=0.5, interval=0.01)
+
+    assert wait_for(first_part_seen, interval=0), lb.output
+    with open(lb.config_path, "a") as f:
+        f.write(yaml.safe_dump({"rate_limit": {"requests_per_second": 0.01, "burst": 1}}))
+
+    def applied() -> dict | None:
+        return httpx.get(admin_url(lb) + "/api/v1/config", trust_env=False).json()["rate_limit"]
+
+    assert wait_for(lambda: applied() is not None), lb.output
+    assert applied()["burst"] == 1
+    assert reloads(lb) == 1 and reloads(lb, "config reload failed") == 0, lb.output  # the first part never was
+    with httpx.Client(base_url=lb.url, trust_env=False) as client:
+        assert [client.get("/").status_code for _ in range(2)] == [200, 429]
+
+
 @pytest.mark.parametrize("bad, named", [
     ({"pools": {"web": {"backends": [{"url": "http://127.0.0.1:1", "weight": 0}]}}}, "pools.web.backends[0].weight"),
     ({"pools": {"web": {"strategy": "nope", "backends": [{"url": "http://127.0.0.1:1"}]}}}, "pools.web.strategy"),

@@ -179,3 +179,69 @@ def test_reload_with_new_certificates_on_the_same_listener(backends, fulcrum, ce
     with handshake(port, "a.test") as sock:
         assert names_of(sock.getpeercert(binary_form=True)) == ["a.test"]
         assert get(sock, "/").status == 200
+
+
+def rsa_self_signed(directory, stem: str, name: str):
+    """An RSA certificate (``self_signed`` makes EC ones, with which RSA key exchange cannot happen)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def tls12_with(port: int, cipher: str) -> bool:
+    """Whether a TLS 1.2 client offering only ``cipher`` completes a handshake and a request."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(cipher)
+    try:
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                 server_hostname="a.test") as sock:
+            assert sock.cipher()[0] == cipher
+            return get(sock, "/").status == 200
+    except ssl.SSLError:
+        return False
+
+
+def test_ciphers_null_means_the_secure_default_at_start_and_after_every_reload(backends, fulcrum, tmp_path):
+    # RSA key exchange (no forward secrecy) is what OpenSSL's "DEFAULT" would bring back.
+    import signal
+
+    import yaml
+    (backend,) = backends(1)
+    cert, key = rsa_self_signed(tmp_path, "rsa", "a.test")
+    tls = {"listen": "127.0.0.1:0", "certificates": [{"cert": str(cert), "key": str(key)}], "ciphers": None}
+    config = {"listen": "127.0.0.1:0", "admin": {"listen": "127.0.0.1:0"}, "log": {"level": "info"},
+              "pools": {"web": pool_config(backend)}, "watch_config": False, "tls": tls}
+    proc = fulcrum(config)
+    port = tls_port(proc)
+
+    def reload(ciphers: str | None) -> None:
+        before = sum("tls settings applied" in line for line in proc.lines)
+        proc.config_path.write_text(yaml.safe_dump({**config, "tls": {**tls, "ciphers": ciphers}}))
+        proc.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: sum("tls settings applied" in line for line in proc.lines) > before), proc.output
+
+    assert (tls12_with(port, "AES128-GCM-SHA256"), tls12_with(port, "ECDHE-RSA-AES128-GCM-SHA256")) == (False, True)
+    reload("ECDHE+AESGCM:AES128-GCM-SHA256")  # an explicit list is the operator's to choose
+    assert tls12_with(port, "AES128-GCM-SHA256")
+    reload(None)
+    assert (tls12_with(port, "AES128-GCM-SHA256"), tls12_with(port, "ECDHE-RSA-AES128-GCM-SHA256")) == (False, True)
+    assert not tls12_with(port, "ECDHE-RSA-AES128-SHA256")  # CBC is out too

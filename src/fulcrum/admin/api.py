@@ -100,7 +100,7 @@ BackendId = Path(description="backend id (default host:port)")
 
 public = APIRouter()
 reads = APIRouter()
-writes = APIRouter(dependencies=[Depends(require_token)], responses=_errors(401, 403))
+writes = APIRouter(dependencies=[Depends(require_token)], responses=_errors(401, 403, 429))
 
 
 # -- public: a static page with no data; its data requests are authorised like any other
@@ -247,7 +247,7 @@ def build_app(ctx: AdminContext, auth: Auth) -> FastAPI:
     app.state.auth = auth
     app.state.dashboard = resources.files("fulcrum.admin").joinpath("dashboard.html").read_text("utf-8")
     read_deps = [Depends(require_token)] if auth.reads_need_token else []
-    read_errors = _errors(401, 403) if auth.reads_need_token else None
+    read_errors = _errors(401, 403, 429) if auth.reads_need_token else None
     @app.middleware("http")
     async def loopback_host_only(request: Request, call_next):
         refused = auth.foreign_host(request.headers.get("host", "").encode("latin-1") or None)

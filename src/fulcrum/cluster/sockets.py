@@ -2,9 +2,15 @@
 # with SO_REUSEPORT, so the kernel spreads new connections over the workers (by a hash of
 # the 4-tuple) without a shared accept queue that every worker would wake up for.
 #
-# The supervisor binds them and keeps them for its whole life; each worker serves the one
-# it was handed. A worker that dies therefore closes nothing: connections queued on its
+# The supervisor binds them and keeps them while their workers serve; each worker serves the
+# one it was handed. A worker that dies therefore closes nothing: connections queued on its
 # socket wait there for its replacement instead of being reset.
+#
+# A worker that cannot start must not keep a place in the group, or the kernel would go on
+# hashing a share of the new connections into a queue nobody accepts from. The supervisor
+# closes that slot's socket (its queued connections are reset: a quick error, not a hang) and
+# gives the next try a new member, bound but not listening: a socket joins the group only
+# when it listens, which the worker does once it serves (asyncio's create_server).
 from __future__ import annotations
 
 import socket
@@ -28,6 +34,15 @@ def bind_group(host: str, port: int, count: int, backlog: int = 4096) -> list[so
     return sockets
 
 
+def bind_member(family: int, addr: tuple) -> socket.socket:
+    """A new socket for the group on ``addr`` (a member's ``getsockname()``), bound but not
+    listening: it takes no connection until its worker listens on it."""
+    try:
+        return _listener(family, addr, backlog=None)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot rejoin the listeners on {addr[0]}:{addr[1]}: {exc.strerror}") from None
+
+
 def _check_free(family: int, addr: tuple) -> None:
     # Without SO_REUSEPORT this bind fails while anyone listens on the address.
     probe = socket.socket(family, socket.SOCK_STREAM)
@@ -38,14 +53,15 @@ def _check_free(family: int, addr: tuple) -> None:
         probe.close()
 
 
-def _listener(family: int, addr: tuple, backlog: int) -> socket.socket:
+def _listener(family: int, addr: tuple, backlog: int | None) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
         sock.bind(addr)
-        sock.listen(backlog)  # queue connections from now on, even before a worker serves them
+        if backlog is not None:
+            sock.listen(backlog)  # queue connections from now on, even before a worker serves them
     except OSError:
         sock.close()
         raise

@@ -12,7 +12,9 @@ N worker processes (cluster/worker.py) that serve the traffic. See docs/architec
 * Reload: read the file once, validate and provision it here, then send the same text to
   every worker; a worker that fails to apply it is replaced (and starts on the new text).
 * A worker that exits is replaced on the same socket, with a log line; one that dies
-  within seconds of starting is restarted after a growing delay (at most 10 s).
+  within seconds of starting is restarted after a growing delay (at most 10 s). One that
+  cannot start leaves the listening group until it serves (cluster/sockets.py).
+* Shared memory: one directory, removed by others only once its lock is free (shared_dir.py).
 * Shutdown: SIGTERM to every worker (each drains as a single Fulcrum does), wait up to
   ``shutdown_timeout``, kill what is left, stop the admin listener, remove the shared state.
 """
@@ -20,27 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import glob
 import logging
 import os
 import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 
 from fulcrum import __version__
 from fulcrum.admin.exposure import check_exposure
-from fulcrum.cluster import sync
+from fulcrum.cluster import shared_dir, sync
 from fulcrum.cluster.channel import Channel, ChannelClosed
 from fulcrum.cluster.merge import MetricsAggregate
-from fulcrum.cluster.sockets import bind_group
+from fulcrum.cluster.sockets import bind_group, bind_member
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_config, read_text
 from fulcrum.config.model import Config, parse_host_port
 from fulcrum.config.provision import provision
 from fulcrum.observability.metrics import Metrics
+from fulcrum.runtime import fd_budget
 from fulcrum.runtime.app import AdminStarter, host_port
 from fulcrum.runtime.reload import Reloader, ReloadResult
 
@@ -55,12 +56,13 @@ MAX_RESTART_DELAY = 10.0
 
 
 class WorkerSlot:
-    """One worker position: its sockets (for every process that fills it) and its current process."""
+    """One worker position: its sockets (for every process that fills it, or None while it
+    cannot start) and its current process."""
 
     __slots__ = ("index", "listen", "tls", "process", "channel", "pid", "state", "restarts",
                  "started_at", "fast_exits", "watcher")
 
-    def __init__(self, index: int, listen: socket.socket, tls: socket.socket | None) -> None:
+    def __init__(self, index: int, listen: socket.socket | None, tls: socket.socket | None) -> None:
         self.index = index
         self.listen, self.tls = listen, tls
         self.process: asyncio.subprocess.Process | None = None
@@ -93,14 +95,19 @@ class ControlPlane:
         self.watch_health(runtime)
 
     def watch_health(self, runtime) -> None:
-        """Every health transition of ``runtime``'s checks is pushed to the workers."""
+        """Every health transition of ``runtime``'s checks is pushed to the workers at once;
+        passing checks, which lift the workers' ejections, shortly after (cluster/sync.py)."""
         for pool in runtime.pools.values():
             if pool.checker is not None:
                 pool.checker.on_change = functools.partial(self._health_changed, pool)
+                pool.checker.on_pass = functools.partial(self._check_passed, pool)
 
     def _health_changed(self, pool, backend, transition) -> None:
         pool.health_changed(backend, transition)
         self.supervisor.push_soon(pool.name)
+
+    def _check_passed(self, pool, backend) -> None:
+        self.supervisor.push_soon(pool.name, delay=sync.pass_push_delay(pool))
 
     @staticmethod
     def start(runtime) -> None:
@@ -153,9 +160,11 @@ class Supervisor:
         self.metrics: Metrics | None = None
         self.aggregate = MetricsAggregate()
         self.shared: str | None = None
+        self.addresses: dict[str, tuple] = {}  # "listen"/"tls" -> (family, address) of the group
         self.reloader: ClusterReloader | None = None
         self.restarts_total = 0
         self.processes: set[asyncio.subprocess.Process] = set()  # every live worker, replaced ones too
+        self._delayed_pushes: dict[str, asyncio.TimerHandle] = {}  # pool name -> its gathered push
         self.stopping = False
         self._stop = asyncio.Event()
         self._signals = 0
@@ -168,17 +177,19 @@ class Supervisor:
         self.text = read_text(self.source)
         self.config = load_config(self.source, text=self.text)  # what the workers will read
         check_exposure(self.config.admin.listen_addr[0], self.config.admin.token)
-        root = _shared_root()
-        _remove_stale(root)
-        self.shared = tempfile.mkdtemp(prefix=f"fulcrum-{os.getpid()}-", dir=root)
+        fd_budget.start_up(self.config)  # the open-files limit raised: the workers inherit it
+        fd_budget.FdExhaustionLog.install(loop)
+        root = shared_dir.shared_root()
+        for path in shared_dir.remove_stale(root):
+            log.info("removed a killed instance's shared state", extra={"fields": {"path": path}})
+        self.shared, lock = shared_dir.create(root)
         try:
             await self._serve(loop)
         finally:
             for slot in self.slots:
-                for sock in (slot.listen, slot.tls):
-                    if sock is not None:
-                        sock.close()
+                self._close_sockets(slot)
             shutil.rmtree(self.shared, ignore_errors=True)
+            os.close(lock)  # after the removal: no cleaner may race it
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         self.slots = self._bind()
@@ -228,7 +239,30 @@ class Supervisor:
                 for sock in listen:
                     sock.close()
                 raise
+        self.addresses["listen"] = (listen[0].family, listen[0].getsockname())
+        if tls[0] is not None:
+            self.addresses["tls"] = (tls[0].family, tls[0].getsockname())
         return [WorkerSlot(i, listen[i], tls[i]) for i in range(self.count)]
+
+    def _close_sockets(self, slot: WorkerSlot) -> None:
+        """Close the supervisor's copies of the slot's sockets: once no worker holds them
+        either, they leave the listening group and connections queued on them are reset."""
+        for sock in (slot.listen, slot.tls):
+            if sock is not None:
+                sock.close()
+        slot.listen = slot.tls = None
+
+    def _rejoin(self, slot: WorkerSlot) -> None:
+        """New sockets for a withdrawn slot, bound but not listening: the worker's listen()
+        puts them in the group once it serves, so a failed try strands no connection."""
+        if slot.listen is None:
+            slot.listen = bind_member(*self.addresses["listen"])
+        if slot.tls is None and "tls" in self.addresses:
+            try:
+                slot.tls = bind_member(*self.addresses["tls"])
+            except OSError:
+                self._close_sockets(slot)
+                raise
 
     def _admin_context(self, server_module):
         from fulcrum.cluster.admin import ClusterAdminContext
@@ -238,6 +272,8 @@ class Supervisor:
     async def _start(self, slot: WorkerSlot) -> None:
         """Spawn a process for ``slot`` and wait until it serves."""
         slot.state = "starting"
+        slot.process = None  # the slot's previous process, if any, is gone or draining
+        self._rejoin(slot)
         parent, child = socket.socketpair()
         fds = [child.fileno(), slot.listen.fileno()] + ([slot.tls.fileno()] if slot.tls is not None else [])
         argv = [sys.executable, "-m", "fulcrum.cluster.worker", "--index", str(slot.index),
@@ -272,7 +308,8 @@ class Supervisor:
             return  # shutting down, or a process replaced on purpose (already counted)
         lived = time.monotonic() - slot.started_at
         slot.fast_exits = slot.fast_exits + 1 if lived < FAST_EXIT else 0
-        delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (slot.fast_exits - 1)) if slot.fast_exits else 0.0
+        delay = _restart_delay(slot.fast_exits)
+        served = slot.state == "serving"
         slot.state = "restarting"
         slot.restarts += 1
         self.restarts_total += 1
@@ -280,18 +317,34 @@ class Supervisor:
         log.warning("worker exited; starting a replacement", extra={"fields": {
             "worker": slot.index, "pid": process.pid, "exit": _exit_reason(code),
             "uptime": round(lived, 3), "restart_in": delay}})
+        if not served:
+            self._withdraw(slot)
         await asyncio.sleep(delay)
         await self._restart(slot)
 
     async def _restart(self, slot: WorkerSlot) -> None:
-        if self.stopping:
+        while not self.stopping:
+            try:
+                await self._start(slot)
+                return
+            except Exception as exc:
+                log.error("worker failed to start", extra={"fields": {"worker": slot.index, "error": str(exc)}})
+            if slot.process is not None:  # it is watched like any other: its exit starts the next try
+                if slot.process.returncode is None:
+                    slot.process.kill()
+                return
+            # Nothing was spawned (no sockets, no process), so no exit will start the next try.
+            self._withdraw(slot)
+            slot.fast_exits += 1
+            await asyncio.sleep(_restart_delay(slot.fast_exits))
+
+    def _withdraw(self, slot: WorkerSlot) -> None:
+        """The slot's worker cannot start: no connection may wait for it in its socket queue."""
+        if slot.listen is None and slot.tls is None:
             return
-        try:
-            await self._start(slot)
-        except Exception as exc:  # it is watched like any other: its exit starts the next try
-            log.error("worker failed to start", extra={"fields": {"worker": slot.index, "error": str(exc)}})
-            if slot.process is not None and slot.process.returncode is None:
-                slot.process.kill()
+        self._close_sockets(slot)
+        log.warning("worker cannot start; its sockets left the listening group until it serves",
+                    extra={"fields": {"worker": slot.index}})
 
     async def _stop_workers(self, timeout: float) -> None:
         """SIGTERM to every worker process (replaced ones still draining too), wait, kill the late."""
@@ -340,8 +393,18 @@ class Supervisor:
                     "worker": slot.index, "error": str(answer) or type(answer).__name__}})
                 self._replace(slot)
 
-    def push_soon(self, pool_name: str) -> None:
-        asyncio.get_running_loop().create_task(self.push(pool_name), name=f"push {pool_name}")
+    def push_soon(self, pool_name: str, delay: float = 0.0) -> None:
+        """Push the pool at once, or after ``delay`` s, together with every other delayed push
+        of that pool asked for meanwhile (one message carries the whole state)."""
+        loop = asyncio.get_running_loop()
+        if not delay:
+            loop.create_task(self.push(pool_name), name=f"push {pool_name}")
+        elif pool_name not in self._delayed_pushes:
+            self._delayed_pushes[pool_name] = loop.call_later(delay, self._push_delayed, pool_name)
+
+    def _push_delayed(self, pool_name: str) -> None:
+        del self._delayed_pushes[pool_name]
+        self.push_soon(pool_name)
 
     async def reload_workers(self, text: str) -> None:
         for slot, answer in await self.broadcast("reload", text=text):
@@ -418,20 +481,10 @@ def _exit_reason(code: int) -> str:
     return f"code {code}"
 
 
-def _shared_root() -> str:
-    # /dev/shm is memory on Linux; elsewhere the temp directory's page cache does the same job.
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        return "/dev/shm"
-    return tempfile.gettempdir()
-
-
-def _remove_stale(root: str) -> None:
-    """Shared directories of supervisors that were killed (no process has their pid any more)."""
-    for path in glob.glob(os.path.join(root, "fulcrum-*-*")):
-        pid = os.path.basename(path).split("-")[1]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and os.stat(path).st_uid == os.getuid():
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("removed a killed instance's shared state", extra={"fields": {"path": path}})
+def _restart_delay(fast_exits: int) -> float:
+    """Seconds before the next try of a slot whose processes died this many times in a row
+    within FAST_EXIT of starting: 0, then 0.5, 1, 2 … up to MAX_RESTART_DELAY."""
+    return min(MAX_RESTART_DELAY, 0.5 * 2 ** (fast_exits - 1)) if fast_exits else 0.0
 
 
 def run(config: Config, source: str) -> int:

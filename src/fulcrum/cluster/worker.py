@@ -11,7 +11,9 @@ on its control channel, one at a time:
 * ``in_flight``: its requests to one backend (the admin API drains before removing).
 
 It runs no active health checks and no admin listener. SIGTERM, or the supervisor going
-away (the channel closes), shuts it down gracefully, as a single Fulcrum would.
+away (the channel closes), shuts it down gracefully, as a single Fulcrum would. It holds the
+lock of the instance's shared directory for its life (cluster/shared_dir.py), and listens on
+a socket handed over only bound (a retry after a failed start) once it serves.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import sys
 import time
 
 from fulcrum.admin.status import status
-from fulcrum.cluster import sync
+from fulcrum.cluster import shared_dir, sync
 from fulcrum.cluster.channel import Channel
 from fulcrum.config.load import load_config
 from fulcrum.config.provision import provision
@@ -49,6 +51,7 @@ class Worker:
         self.reloader: Reloader | None = None
         self.channel: Channel | None = None
         self.started_at = time.time()
+        self.shared_lock: int | None = None  # held for life: the shared directory stays while we run
         self._stop = asyncio.Event()
 
     async def serve(self) -> None:
@@ -93,6 +96,8 @@ class Worker:
         fields = {"worker": self.index}
         setup_logging(config.log.format, config.log.level, stream=sys.stdout, levels=config.log.levels,
                       fields=fields)
+        if self.shared_lock is None:
+            self.shared_lock = shared_dir.hold(self.args.shared)
         runtime = provision(config, source, loop, resources=Resources(shared_dir=self.args.shared))
         sync.apply(runtime, pools)  # the supervisor's health and admin changes, before the first request
         self.proxy = ProxyServer(runtime, loop)

@@ -25,5 +25,7 @@ class TlsConfig(Section):
     listen: str = "127.0.0.1:8443"
     certificates: list[CertificateConfig] = Field(min_length=1)
     min_version: Literal["1.2", "1.3"] = "1.2"
-    ciphers: str | None = None          # OpenSSL cipher list for TLS 1.2; null = OpenSSL's default
+    # OpenSSL cipher list for TLS 1.2; null = Fulcrum's secure default, ECDHE with AEAD only
+    # ("ECDHE+AESGCM:ECDHE+CHACHA20", proxy/tls.py SECURE_CIPHERS), at start and on every reload.
+    ciphers: str | None = None
     redirect_http: bool = False         # the plain listener answers 308 to https://

@@ -24,6 +24,7 @@ log = logging.getLogger("fulcrum.access")
 _STOP = None
 FLUSH_INTERVAL = 0.1  # seconds a line may wait on the loop before it goes to the writer
 BATCH = 256           # lines that go at once, without waiting for the interval
+FILE_MODE = 0o640     # a log file created here: owner writes, group reads, others nothing
 
 
 class AccessLogWriter:
@@ -77,7 +78,10 @@ class AccessLogWriter:
         elif self.output == "stderr":
             self._stream = sys.stderr
         else:
-            self._stream = open(self.output, "a", encoding="utf-8")
+            # 0640 from the start: clients' addresses and paths are not for every local user,
+            # and a umask can only narrow what os.open asks for (an existing file keeps its mode).
+            fd = os.open(self.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            self._stream = open(fd, "a", encoding="utf-8")
         self._thread = threading.Thread(target=self._run, name="fulcrum-access-log", daemon=True)
         self._thread.start()
         try:

@@ -1,6 +1,10 @@
 """TLS termination: one SSLContext per certificate, picked by SNI, and reloaded when its
 files change (checked by the listener's sweeper, so a renewed certificate is served to new
 handshakes without a restart; established connections keep theirs).
+
+Ciphers (TLS 1.2; TLS 1.3 suites are all AEAD with forward secrecy): ``ciphers`` when
+configured, else ``SECURE_CIPHERS``, at start and on every reload alike, so a reload never
+brings back what the default leaves out (RSA key exchange, CBC, SHA-1).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from cryptography.x509.oid import NameOID
 log = logging.getLogger("fulcrum.tls")
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+# ``tls.ciphers: null``: ECDHE key exchange (forward secrecy) with AEAD ciphers only.
+SECURE_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def certificate_names(cert_path: str) -> list[str]:
@@ -45,7 +51,7 @@ class TlsTerminator:
 
     def __init__(self, certificates, min_version: str = "1.2", ciphers: str | None = None) -> None:
         self.min_version = _VERSIONS[min_version]
-        self.ciphers = ciphers
+        self.ciphers = ciphers or SECURE_CIPHERS
         self.pairs: list[_Pair] = []
         for i, c in enumerate(certificates):
             try:
@@ -61,8 +67,7 @@ class TlsTerminator:
     def _context(self, cert: str, key: str) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = self.min_version
-        if self.ciphers:
-            context.set_ciphers(self.ciphers)
+        context.set_ciphers(self.ciphers)
         context.load_cert_chain(cert, key)
         context.set_alpn_protocols(["http/1.1"])
         return context
@@ -90,7 +95,7 @@ class TlsTerminator:
         that kept ``tls.listen``): new handshakes get this version, floor and ciphers and
         these certificates; connections already open keep theirs. Nothing is re-bound."""
         listener.minimum_version = self.min_version
-        listener.set_ciphers(self.ciphers or "DEFAULT")
+        listener.set_ciphers(self.ciphers)
         default = self.pairs[0]
         listener.load_cert_chain(default.cert, default.key)
         listener.set_alpn_protocols(["http/1.1"])

@@ -4,6 +4,10 @@ then swap it in — in-process, atomically, without dropping a connection.
 Triggers: a change to the config file (watchfiles), SIGHUP, or ``POST /api/v1/reload``.
 Reloads run one at a time. If anything is wrong (YAML, validation, provisioning, binding a
 changed listen address) the running config stays and the problems are logged and returned.
+A changed file is read only once it has stayed the same (size, mtime and content) for
+``SETTLE_INTERVAL``: a file still being written is never applied, even when its first part
+happens to parse. Writers should still replace it atomically (write a temporary file, then
+rename it over the config).
 
 What carries over (config/provision.py): backends that stay keep their pooled connections,
 in-flight counts, latency, health and breaker state; unchanged filters keep their state
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
     from fulcrum.proxy.server import ProxyServer
 
 log = logging.getLogger("fulcrum.reload")
+
+SETTLE_INTERVAL = 0.25  # seconds a changed config file must stay unchanged before it is read
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Reloader:
         self.source = source
         self.on_result = on_result
         self.version = 1
+        self.applied_text: str | None = None  # the text of the last successful reload
         self.log_fields: dict | None = None  # added to every log line (a worker's index)
         self.restart_keys: tuple[str, ...] = ("admin", "watch_config")  # a change is only logged
         self._lock = asyncio.Lock()
@@ -86,6 +94,7 @@ class Reloader:
         except OSError as exc:  # a changed listen address that cannot be bound
             return self._failed(trigger, [f"{self.source}: listen: cannot bind: {exc.strerror or exc}"])
         self.version += 1
+        self.applied_text = text
         self._apply_process_settings(old_config, config)
         log.info("config reloaded", extra={"fields": {
             "trigger": trigger, "version": self.version, "pools": list(runtime.pools),
@@ -120,11 +129,13 @@ class Reloader:
         return ReloadResult(False, self.version, problems, trigger)
 
     # -- the file watcher ----------------------------------------------------------------
-    def watch(self, debounce_ms: int = 300) -> None:
-        """Reload when the config file changes (editors often replace it: its directory is watched)."""
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(debounce_ms), name="config watcher")
+    def watch(self, debounce_ms: int = 300, settle: float = SETTLE_INTERVAL) -> None:
+        """Reload when the config file changes and has settled (editors often replace it: its
+        directory is watched)."""
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(debounce_ms, settle),
+                                                               name="config watcher")
 
-    async def _watch(self, debounce_ms: int) -> None:
+    async def _watch(self, debounce_ms: int, settle: float) -> None:
         from watchfiles import awatch
 
         path = Path(self.source).resolve()
@@ -134,7 +145,13 @@ class Reloader:
 
         async for _ in awatch(path.parent, watch_filter=ours, debounce=debounce_ms, stop_event=self._stop,
                               recursive=False):
-            await self.reload("file changed")
+            # The path as configured, not as resolved at start: a symlink may point elsewhere now.
+            text = await settled(Path(self.source), settle)
+            if text is not None and text == self.applied_text:
+                # Changes seen while it settled, already applied (a failed reload is retried).
+                log.debug("config file unchanged since the last reload", extra={"fields": {"path": self.source}})
+                continue
+            await self.reload("file changed", text=text)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -144,3 +161,30 @@ class Reloader:
             # cancellation (a second signal must still stop the app at once).
             await asyncio.wait([self._watcher])
             self._watcher = None
+
+
+def _state(path: Path) -> tuple | None:
+    """What says whether ``path`` changed: size, mtime and content (None while it is missing)."""
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            return info.st_size, info.st_mtime_ns, f.read()
+    except OSError:
+        return None
+
+
+async def settled(path: Path, interval: float) -> str | None:
+    """The text of ``path`` once it has stayed the same for ``interval`` seconds; None when it
+    stayed missing or is not UTF-8 (the reload then reads it itself and says why it cannot).
+    A writer that pauses for less than ``interval`` is waited for."""
+    seen = _state(path)
+    log.debug("config file changed; waiting until it settles", extra={"fields": {"path": str(path)}})
+    while True:
+        await asyncio.sleep(interval)
+        now = _state(path)
+        if now == seen:
+            try:
+                return None if now is None else now[2].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        seen = now
