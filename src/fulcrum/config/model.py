@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from fulcrum.config.filters import (
-    AccessLogConfig, CorsConfig, FilterRef, RateLimitConfig, SecurityHeadersConfig,
+    AccessLogConfig, CorsConfig, FilterRef, RateLimitConfig, SecurityHeadersConfig, cidrs,
 )
 from fulcrum.config.pool_policies import (
     CircuitBreakerConfig, HealthCheckConfig, OutlierDetectionConfig, RetryConfig,
@@ -75,8 +75,12 @@ def _lower(value: object) -> object:
 ListenAddress = Annotated[str, AfterValidator(_check_listen)]
 
 
+ADMIN_TOKEN_MIN_LENGTH = 16  # off loopback: a token anyone on the network may try to guess
+
+
 class AdminConfig(Section):
-    """The admin API listener and its bearer token (None: no auth, keep it on loopback)."""
+    """The admin API listener and its bearer token (None: no auth, keep it on loopback; off
+    loopback it is required, at least ADMIN_TOKEN_MIN_LENGTH characters)."""
 
     listen: ListenAddress = "127.0.0.1:9090"
     token: str | None = None
@@ -113,6 +117,7 @@ class Timeouts(Section):
     pool_idle: PositiveDuration = 60.0       # idle pooled backend connection is closed
     client_body: PositiveDuration = 60.0     # no request-body bytes for this long → close
     tunnel_idle: PositiveDuration = 300.0    # an upgraded (WebSocket) connection silent both ways → close
+    client_send: PositiveDuration = 60.0     # a client that accepts no response bytes for this long → close
 
 
 class Limits(Section):
@@ -282,6 +287,14 @@ class Config(Section):
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
     filters: list[FilterRef] = []
     tls: TlsConfig | None = None      # a TLS listener beside ``listen``; null = none
+    # Who the client is: the peer, unless the peer is one of these proxies (CIDRs); then the
+    # address they vouch for in ``client_ip_header``. Used by X-Forwarded-For, the rate limiter,
+    # the access log and the forwarded_headers policy.
+    trusted_proxies: list[str] = []
+    client_ip_header: Literal["x-forwarded-for", "x-real-ip", "forwarded"] = "x-forwarded-for"
+    # A client's Forwarded and X-Real-IP: passed on only from trusted_proxies (remove_untrusted),
+    # always (keep) or never (remove).
+    forwarded_headers: Literal["remove_untrusted", "keep", "remove"] = "remove_untrusted"
     watch_config: bool = True         # reload when the config file changes (SIGHUP and the API always can)
     shutdown_timeout: PositiveDuration = 30.0   # SIGTERM/SIGINT: how long in-flight requests may take to finish
     # Data-plane processes sharing the listeners (SO_REUSEPORT) under a supervisor; "auto" = one
@@ -298,6 +311,16 @@ class Config(Section):
     @property
     def listen_addr(self) -> tuple[str, int]:
         return parse_host_port(self.listen)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_networks(cls, values: list[str]) -> list[str]:
+        return cidrs(values)
+
+    @field_validator("client_ip_header", mode="before")
+    @classmethod
+    def _header_lower(cls, value: object) -> object:
+        return _lower(value)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
@@ -327,6 +350,10 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
     if not config.admin.token and not is_loopback(host):
         problems.append(("admin.token", f"required when admin.listen is not on loopback "
                          f"(listen is {config.admin.listen}); set it or FULCRUM_ADMIN__TOKEN"))
+    elif config.admin.token and len(config.admin.token) < ADMIN_TOKEN_MIN_LENGTH and not is_loopback(host):
+        problems.append(("admin.token", f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters when admin.listen "
+                         f"is not on loopback (listen is {config.admin.listen}; got "
+                         f"{len(config.admin.token)} characters); set a longer one here or in FULCRUM_ADMIN__TOKEN"))
     known = ", ".join(config.pools) or "none"
     for i, route in enumerate(config.routes):
         if route.pool not in config.pools:

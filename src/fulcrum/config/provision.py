@@ -23,6 +23,7 @@ from fulcrum.config.errors import ConfigError, origin_note, problems_from_valida
 from fulcrum.config.load import format_problem
 from fulcrum.config.model import Config
 from fulcrum.filters.builder import FilterBuilder
+from fulcrum.filters.client_ip import TrustedProxies
 from fulcrum.filters.resources import Resources
 from fulcrum.proxy.pool import ConnectionPool
 from fulcrum.proxy.routing import Route, Router
@@ -33,6 +34,7 @@ from fulcrum.resilience.circuit_breaker import CircuitBreaker
 from fulcrum.resilience.outlier import OutlierDetector
 from fulcrum.resilience.retry_budget import RetryBudget
 from fulcrum.resilience.retry_policy import RetryPolicy
+from fulcrum.runtime import fd_budget
 from fulcrum.runtime.pool import Pool
 from fulcrum.runtime.state import Destination, Runtime
 
@@ -48,7 +50,7 @@ def provision(config: Config, source: str = "config.yaml",
     weights and connection settings of carried-over backends, applied as it is built.
     ``resources``: for a first runtime, what its filters share (a worker's has the
     shared-memory directory); a reload takes ``previous``'s."""
-    settings = ProxySettings.from_config(config)
+    settings = ProxySettings.from_config(_within_open_files(config))
     problems: list[str] = []
     pools: dict[str, Pool] = {}
     origins = config._env_origins
@@ -86,9 +88,23 @@ def provision(config: Config, source: str = "config.yaml",
     if len(pools) == 1 and not routes:
         pool = next(iter(pools.values()))
         default = Destination(pool.name, pool, chain)
-    runtime = Runtime(settings, pools, Router(routes, default), config, resources, chain)
+    runtime = Runtime(settings, pools, Router(routes, default), config, resources, chain,
+                      trusted=TrustedProxies(config.trusted_proxies),
+                      client_ip_header=config.client_ip_header.encode(),
+                      forwarded_headers=config.forwarded_headers)
     runtime.tls = tls
     return runtime
+
+
+def _within_open_files(config: Config) -> Config:
+    """``config`` with limits.max_connections lowered to the client connections this process's
+    open-files limit has room for (runtime/fd_budget.py), so the admin API keeps its reserve.
+    Only the settings are built from it: the runtime keeps the config as written."""
+    admitted = fd_budget.budget_for(config, fd_budget.soft_limit()).max_clients
+    if admitted == config.limits.max_connections:
+        return config
+    limits = config.limits.model_copy(update={"max_connections": admitted})
+    return config.model_copy(update={"limits": limits})
 
 
 def _previous_pool(previous: Runtime | None, name: str) -> tuple[Pool, object] | None:

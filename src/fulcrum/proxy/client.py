@@ -97,7 +97,7 @@ class ClientConnection(asyncio.Protocol):
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
         "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
         "budget", "progressed", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
-        "handshake_until",
+        "handshake_until", "head_limit", "valid_host",
     )
 
     def __init__(self, server: "ProxyServer", tls: bool = False) -> None:
@@ -135,8 +135,9 @@ class ClientConnection(asyncio.Protocol):
         # Raw bytes llhttp may still be fed before the next step of a message (head complete,
         # body bytes, message complete): bounds a head, a header line, chunk framing and
         # trailers by limits.max_header_bytes however they are split (see data_received).
-        self.budget = self.settings.max_header_bytes
+        self.head_limit = self.budget = self.settings.max_header_bytes
         self.progressed = False
+        self.valid_host = b""   # the last Host that passed the check (keep-alive repeats it)
         self.upgrading = False  # an upgrade request with a body that is no tunnel: read its body
         self.trusted_by = None  # the TrustedProxies that peer_trusted was computed against
         self.peer_trusted = False
@@ -235,9 +236,8 @@ class ClientConnection(asyncio.Protocol):
                 if len(piece) < budget:
                     self.budget = budget - len(piece)
                     return
-                limit = self.settings.max_header_bytes
                 what = "request head" if self.receiving is None else "chunk framing or trailers"
-                raise HttpError(431, f"{what} larger than {limit} bytes")
+                raise HttpError(431, f"{what} larger than {self.head_limit} bytes")
             data = data[budget:]
             if self.parser is None:
                 return
@@ -312,8 +312,8 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.progressed = True
+        self.budget = self.head_limit  # now for chunk framing and trailers
         settings = self.settings
-        self.budget = settings.max_header_bytes  # now for chunk framing and trailers
         parser = self.parser
         method = parser.get_method()
         # request line (method, 2 spaces, "HTTP/1.1\r\n") + headers + the empty line
@@ -354,7 +354,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.progressed = True
-        self.budget = self.settings.max_header_bytes
+        self.budget = self.head_limit
         self.last_body = self.loop.time()
         self.body_seen += len(body)
         if self.body_left:
@@ -381,7 +381,7 @@ class ClientConnection(asyncio.Protocol):
         if self.upgrading:
             return  # llhttp's early end of an upgrade request with a body: the body comes next
         self.progressed = True
-        self.budget = self.settings.max_header_bytes  # for the next request's head
+        self.budget = self.head_limit  # for the next request's head
         if self.wait == _BODY:
             self.wait = _NONE
         exchange = self.receiving

@@ -180,8 +180,10 @@ class Exchange(Failover):
             raise BadRequest("more than one Host header")
         if hosts:
             host = hosts[0]
-            if not valid_authority(host):
-                raise BadRequest("invalid Host header")
+            if host != self.client.valid_host:  # checked once per keep-alive connection
+                if not valid_authority(host):
+                    raise BadRequest("invalid Host header")
+                self.client.valid_host = host
         elif self.http11:
             raise BadRequest("missing Host header")
         else:

@@ -37,7 +37,7 @@ class UpstreamConnection(asyncio.Protocol):
         "in_head", "informational", "complete", "reusable", "expect_eof",
         "skip_body", "served", "idle_since", "closed", "read_paused",
         "deadline", "timer", "last_read", "_timer_at", "received", "body_left", "upgraded",
-        "budget", "progressed", "head_done", "armed_at", "informational_count",
+        "budget", "progressed", "head_done", "armed_at", "informational_count", "head_limit",
     )
 
     def __init__(self, pool: "ConnectionPool") -> None:
@@ -67,7 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.upgraded = False        # a 101 was relayed: what follows the head is the tunnel's
         # As on the client side: raw bytes llhttp may be fed before the next step of a
         # response (a head complete, body bytes), bounding heads, 1xx heads and trailers.
-        self.budget = pool.settings.max_header_bytes
+        self.head_limit = self.budget = pool.settings.max_header_bytes
         self.progressed = False
         self.head_done = False       # the final (non-1xx) head arrived: timeouts.response ends
         self.armed_at = 0.0
@@ -125,7 +125,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.body_left = 0
         self.head_done = False
         self.informational_count = 0
-        self.budget = self.pool.settings.max_header_bytes
+        self.budget = self.head_limit
         self.served += 1
 
     def arm_response_timer(self, timeout: float) -> None:
@@ -241,7 +241,7 @@ class UpstreamConnection(asyncio.Protocol):
                 if len(piece) < budget:
                     self.budget = budget - len(piece)
                     return
-                raise HttpParserError(f"response head or trailers larger than {self.pool.settings.max_header_bytes} bytes")
+                raise HttpParserError(f"response head or trailers larger than {self.head_limit} bytes")
             data = data[budget:]
             if self.complete or self.exchange is None:
                 if data:
@@ -296,7 +296,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.in_head = False
         self.progressed = True
-        self.budget = self.pool.settings.max_header_bytes
+        self.budget = self.head_limit
         status = self.parser.get_status_code()
         exchange = self.exchange
         if status < 200:
@@ -324,7 +324,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.progressed = True
-        self.budget = self.pool.settings.max_header_bytes
+        self.budget = self.head_limit
         if self.complete:
             self.reusable = False  # body after a HEAD response, or extra bytes
             return
