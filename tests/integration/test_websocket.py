@@ -125,3 +125,35 @@ def test_non_websocket_upgrade_is_not_passed_on(backends, fulcrum):
     assert head.startswith(b"HTTP/1.1 200")
     names = [name.lower() for name, _ in json.loads(body)["headers"]]
     assert "upgrade" not in names and "connection" not in names
+
+
+def test_a_client_that_writes_but_never_reads_is_cut(echo, fulcrum):
+    # The echo server answers every frame; the client never reads its answers. Once the
+    # client side's write buffer has been full for timeouts.client_send, the tunnel ends,
+    # although bytes keep arriving from the client (tunnel_idle alone would never fire).
+    lb = fulcrum({"pools": {"web": pool_config(echo)},
+                  "timeouts": {"tunnel_idle": "300s", "client_send": "1s"}})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", lb.port))
+    sock.settimeout(10)
+    sock.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    payload = b"x" * 60000
+    frame = b"\x82\xfe" + len(payload).to_bytes(2, "big") + b"\x00\x00\x00\x00" + payload  # zero mask
+    outcome = "kept taking bytes"
+    for _ in range(2000):  # at most ~120 MB, far more than the buffers hold
+        try:
+            sock.sendall(frame)
+        except socket.timeout:
+            outcome = "stalled"  # held open, neither side moving: what client_send prevents
+            break
+        except OSError:
+            outcome = "cut"
+            break
+    sock.close()
+    assert outcome == "cut"

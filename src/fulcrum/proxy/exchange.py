@@ -546,7 +546,8 @@ class Exchange(Failover):
         conn.exchange = None
         conn.deadline = None
         conn.reusable = False  # never back to the pool: it speaks another protocol now
-        tunnel = Tunnel(self, self.client, conn, self.runtime.settings.tunnel_idle_timeout)
+        settings = self.runtime.settings
+        tunnel = Tunnel(self, self.client, conn, settings.tunnel_idle_timeout, settings.client_send_timeout)
         early = self.client.tunnel_opened(tunnel)
         tunnel.start(early, rest)
 
