@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fulcrum.proxy")
 
+# ``budget`` while a callback runs: a step of the message was parsed (see data_received).
+PROGRESSED = -1
+
 # What the connection timer is waiting for.
 _IDLE, _HEAD, _BODY, _NONE = range(4)
 
@@ -96,7 +99,7 @@ class ClientConnection(asyncio.Protocol):
         "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
         "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
-        "budget", "progressed", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
+        "budget", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
         "handshake_until", "head_limit", "valid_host",
     )
 
@@ -136,7 +139,6 @@ class ClientConnection(asyncio.Protocol):
         # body bytes, message complete): bounds a head, a header line, chunk framing and
         # trailers by limits.max_header_bytes however they are split (see data_received).
         self.head_limit = self.budget = self.settings.max_header_bytes
-        self.progressed = False
         self.valid_host = b""   # the last Host that passed the check (keep-alive repeats it)
         self.upgrading = False  # an upgrade request with a body that is no tunnel: read its body
         self.trusted_by = None  # the TrustedProxies that peer_trusted was computed against
@@ -203,10 +205,8 @@ class ClientConnection(asyncio.Protocol):
             if len(data) > budget:
                 self._feed_bounded(data)
                 return
-            self.progressed = False
             self.parser.feed_data(data)
-            if not self.progressed:
-                self.budget = budget - len(data)
+            self.budget = self.head_limit if self.budget < 0 else budget - len(data)
         except HttpError as exc:
             self._reject(exc.status, exc.reason, exc.headers)
         except HttpParserUpgrade as exc:
@@ -226,18 +226,18 @@ class ClientConnection(asyncio.Protocol):
         while data:
             budget = self.budget
             piece = data[:budget]
-            self.progressed = False
             try:
                 self.parser.feed_data(piece)
             except HttpParserUpgrade as exc:
                 self._upgraded(data[exc.args[0]:])
                 return
-            if not self.progressed:
+            if self.budget >= 0:  # no step further
                 if len(piece) < budget:
                     self.budget = budget - len(piece)
                     return
                 what = "request head" if self.receiving is None else "chunk framing or trailers"
                 raise HttpError(431, f"{what} larger than {self.head_limit} bytes")
+            self.budget = self.head_limit
             data = data[budget:]
             if self.parser is None:
                 return
@@ -246,6 +246,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _upgraded(self, rest: bytes) -> None:
         """llhttp stopped at the head of an upgrade request; ``rest`` followed it."""
+        self.budget = self.head_limit  # the head was a step: a fresh budget for what follows
         if self.upgrading:
             # No tunnel (not a WebSocket GET), but a body: read it as the request's body.
             self.upgrading = False
@@ -311,8 +312,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self.progressed = True
-        self.budget = self.head_limit  # now for chunk framing and trailers
+        self.budget = PROGRESSED  # now for chunk framing and trailers
         settings = self.settings
         parser = self.parser
         method = parser.get_method()
@@ -353,8 +353,7 @@ class ClientConnection(asyncio.Protocol):
             self._advance()
 
     def on_body(self, body: bytes) -> None:
-        self.progressed = True
-        self.budget = self.head_limit
+        self.budget = PROGRESSED
         self.last_body = self.loop.time()
         self.body_seen += len(body)
         if self.body_left:
@@ -375,13 +374,13 @@ class ClientConnection(asyncio.Protocol):
         self.receiving.on_request_body(data[:left] if len(data) > left else data)
         self.parser = HttpRequestParser(self)  # the old one still waits for the body
         self.on_message_complete()
+        self.budget = self.head_limit  # (the callback marked the step; no feed follows to see it)
         return data[left:]
 
     def on_message_complete(self) -> None:
         if self.upgrading:
             return  # llhttp's early end of an upgrade request with a body: the body comes next
-        self.progressed = True
-        self.budget = self.head_limit  # for the next request's head
+        self.budget = PROGRESSED  # for the next request's head
         if self.wait == _BODY:
             self.wait = _NONE
         exchange = self.receiving

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fulcrum.proxy")
 
+# ``budget`` while a callback runs: a step of the response was parsed (see data_received).
+PROGRESSED = -1
+
 # 1xx responses (100 Continue, 103 Early Hints) a backend may send before its final one;
 # more is a flood, and the response is invalid (502).
 MAX_INFORMATIONAL = 5
@@ -37,7 +40,7 @@ class UpstreamConnection(asyncio.Protocol):
         "in_head", "informational", "complete", "reusable", "expect_eof",
         "skip_body", "served", "idle_since", "closed", "read_paused",
         "deadline", "timer", "last_read", "_timer_at", "received", "body_left", "upgraded",
-        "budget", "progressed", "head_done", "armed_at", "informational_count", "head_limit",
+        "budget", "head_done", "armed_at", "informational_count", "head_limit",
     )
 
     def __init__(self, pool: "ConnectionPool") -> None:
@@ -68,7 +71,6 @@ class UpstreamConnection(asyncio.Protocol):
         # As on the client side: raw bytes llhttp may be fed before the next step of a
         # response (a head complete, body bytes), bounding heads, 1xx heads and trailers.
         self.head_limit = self.budget = pool.settings.max_header_bytes
-        self.progressed = False
         self.head_done = False       # the final (non-1xx) head arrived: timeouts.response ends
         self.armed_at = 0.0
         self.informational_count = 0
@@ -198,10 +200,8 @@ class UpstreamConnection(asyncio.Protocol):
             if len(data) > budget:
                 self._feed_bounded(data)
             else:
-                self.progressed = False
                 self.parser.feed_data(data)
-                if not self.progressed:
-                    self.budget = budget - len(data)
+                self.budget = self.head_limit if self.budget < 0 else budget - len(data)
         except HttpParserUpgrade as exc:
             if self.upgraded:
                 exchange.start_tunnel(self, data[exc.args[0]:])
@@ -235,13 +235,13 @@ class UpstreamConnection(asyncio.Protocol):
         while data:
             budget = self.budget
             piece = data[:budget]
-            self.progressed = False
             self.parser.feed_data(piece)  # an upgrade's offset counts from piece, a prefix of data
-            if not self.progressed:
+            if self.budget >= 0:  # no step further
                 if len(piece) < budget:
                     self.budget = budget - len(piece)
                     return
                 raise HttpParserError(f"response head or trailers larger than {self.head_limit} bytes")
+            self.budget = self.head_limit
             data = data[budget:]
             if self.complete or self.exchange is None:
                 if data:
@@ -295,8 +295,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.complete:
             return
         self.in_head = False
-        self.progressed = True
-        self.budget = self.head_limit
+        self.budget = PROGRESSED
         status = self.parser.get_status_code()
         exchange = self.exchange
         if status < 200:
@@ -323,8 +322,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.complete = True
 
     def on_body(self, body: bytes) -> None:
-        self.progressed = True
-        self.budget = self.head_limit
+        self.budget = PROGRESSED
         if self.complete:
             self.reusable = False  # body after a HEAD response, or extra bytes
             return
