@@ -18,7 +18,7 @@ import time
 import uvloop
 
 from fulcrum.config.load import load_config_from_dict
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.filters.resources import Resources
 from fulcrum.proxy.client import ClientConnection
 from fulcrum.proxy.server import ProxyServer
@@ -85,7 +85,7 @@ def run(n: int, profile: bool, repeat: int, edge: bool = False, shared: bool = F
         conns = runtime.pools["web"].connections["127.0.0.1:9"]
         upstream = UpstreamConnection(conns)
         upstream.connection_made(MemoryTransport())
-        conns.release(upstream)
+        conns.give_back(upstream)
         client = ClientConnection(server)
         client.connection_made(MemoryTransport())
         feed_client, feed_upstream = client.data_received, upstream.data_received

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load(path: str | None):
     from fulcrum.config.errors import ConfigError
     from fulcrum.config.load import load_config
-    from fulcrum.config.provision import provision
+    from fulcrum.runtime.provision import provision
 
     source = path or os.environ.get("FULCRUM_CONFIG") or "config.yaml"
     try:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.worker_count > 1:
         from fulcrum.cluster.supervisor import run
     else:
-        from fulcrum.runtime.app import run
+        from fulcrum.shell.app import run
 
     setup_logging(config.log.format, config.log.level, stream=sys.stdout, levels=config.log.levels)
     try:

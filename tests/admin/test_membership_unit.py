@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from fulcrum.config.load import load_config_from_dict
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.runtime import membership
 from fulcrum.runtime.membership import BackendConflict, UnknownBackend
 

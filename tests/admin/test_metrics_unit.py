@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.config.load import load_config_from_dict
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.observability.metrics import RECENT_SAMPLES, Metrics, RequestMetrics
 from tests.support.admin_client import Samples
 from tests.support.fake_exchange import FakeExchange

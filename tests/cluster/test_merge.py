@@ -19,7 +19,7 @@ from fulcrum.cluster.merge import (
     rule_for,
 )
 from fulcrum.config.load import load_config_from_dict
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.observability.metrics import DURATION_BUCKETS, Metrics
 from tests.support.fake_exchange import FakeExchange
 

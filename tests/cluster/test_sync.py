@@ -11,7 +11,7 @@ import time
 
 from fulcrum.cluster import sync
 from fulcrum.config.load import load_config_from_dict
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.health.state import Health
 
 CONFIG = {

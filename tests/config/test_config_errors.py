@@ -65,7 +65,7 @@ def problems(tmp_path, monkeypatch, text, env=None):
     pytest.param(POOL + "routes:\n  - pool: api\n",
                  "config.yaml: routes[0].pool: no pool named 'api' (pools: web)", id="route-to-missing-pool"),
     pytest.param(POOL + "routes:\n  - {path_prefix: /}\n",
-                 "config.yaml: routes[0].pool: required", id="route-without-pool"),
+                 "config.yaml: routes[0].pool: required (only a route with a redirect has no pool)", id="route-without-pool"),
     pytest.param(POOL + "routes:\n  - {pool: web, path_prefix: api}\n",
                  "config.yaml: routes[0].path_prefix: must start with '/' (got 'api')", id="relative-prefix"),
     pytest.param(POOL.replace("9002", "9001"),

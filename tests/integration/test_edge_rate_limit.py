@@ -147,12 +147,16 @@ def test_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored(edge):
     assert statuses(burst(lb.port, rotating)) == [200, 200, 200, 429, 429, 429]
 
 
-def test_behind_a_trusted_proxy_the_rightmost_untrusted_address_is_the_client(edge, tmp_path):
+@pytest.mark.parametrize("where", ["top-level", "rate_limit"])
+def test_behind_a_trusted_proxy_the_rightmost_untrusted_address_is_the_client(edge, tmp_path, where):
+    # The top-level trusted_proxies name the client for everything (the log too); a list in the
+    # rate_limit section overrides it for the limiter only: the log keeps the peer then.
     log = tmp_path / "access.log"
-    lb, _ = edge(
-        rate_limit={"requests_per_second": 0.5, "burst": 2, "trusted_proxies": ["127.0.0.1/32", "10.0.0.0/8"]},
-        access_log={"output": str(log), "format": "json"},
-    )
+    trusted = ["127.0.0.1/32", "10.0.0.0/8"]
+    limit = {"requests_per_second": 0.5, "burst": 2}
+    sections = ({"trusted_proxies": trusted, "rate_limit": limit} if where == "top-level"
+                else {"rate_limit": {**limit, "trusted_proxies": trusted}})
+    lb, _ = edge(access_log={"output": str(log), "format": "json"}, **sections)
     requests = [
         with_xff("203.0.113.10"),
         with_xff("203.0.113.10, 10.0.0.7"),           # through one more trusted hop: same client
@@ -165,7 +169,8 @@ def test_behind_a_trusted_proxy_the_rightmost_untrusted_address_is_the_client(ed
     assert statuses(burst(lb.port, requests)) == [200, 200, 429, 200, 200, 429, 200]
     wait_for_lines(log, len(requests))
     lines = json_lines(log)
-    assert [line["client"] for line in lines] == ["203.0.113.10"] * 3 + ["203.0.113.11"] * 3 + ["127.0.0.1"]
+    clients = ["203.0.113.10"] * 3 + ["203.0.113.11"] * 3 + ["127.0.0.1"]
+    assert [line["client"] for line in lines] == (clients if where == "top-level" else ["127.0.0.1"] * 7)
     assert [line["rate_limit"] for line in lines] == ["allowed", "allowed", "limited",
                                                        "allowed", "allowed", "limited", "allowed"]
 

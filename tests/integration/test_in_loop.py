@@ -7,7 +7,7 @@ import asyncio
 import uvloop
 
 from fulcrum.config.load import load_config_from_dict
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.proxy.server import ProxyServer
 from tests.support.processes import pool_config
 

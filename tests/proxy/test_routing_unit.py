@@ -1,10 +1,10 @@
-# Route and Router (src/fulcrum/proxy/routing.py) without sockets: host, path-prefix and
-# header conditions case by case, then first-match-wins and the default pool.
+# Route and Router (src/fulcrum/proxy/routing.py) without sockets: host, path-prefix, method,
+# header and query-parameter conditions case by case, then first-match-wins and the default pool.
 from __future__ import annotations
 
 import pytest
 
-from fulcrum.proxy.routing import Route, Router
+from fulcrum.proxy.routing import Route, Router, query_params
 
 
 def headers_of(pairs: dict[str, str] | None = None):
@@ -87,6 +87,77 @@ def test_path_prefix_condition(prefix, target, expected):
 ])
 def test_header_condition(condition, sent, expected):
     assert route_matches(Route("pool", headers=condition), headers=sent) is expected
+
+
+# -- methods ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("methods", "method", "expected"), [
+    pytest.param(["GET", "HEAD"], b"GET", True, id="listed"),
+    pytest.param(["GET", "HEAD"], b"HEAD", True, id="second-listed"),
+    pytest.param(["GET", "HEAD"], b"POST", False, id="not-listed"),
+    pytest.param(["GET"], b"HEAD", False, id="head-not-implied-by-get"),
+    pytest.param(["GET"], b"get", False, id="case-sensitive-as-received"),
+    pytest.param(["PURGE"], b"PURGE", True, id="extension-method"),
+    pytest.param([], b"DELETE", True, id="no-method-condition"),
+])
+def test_method_condition(methods, method, expected):
+    route = Route("pool", methods=methods)
+    assert route.matches("example.org", b"/", headers_of(), method) is expected
+
+
+def test_method_defaults_to_get_for_callers_that_pass_none():
+    route = Route("pool", methods=["POST"])
+    assert route.matches("example.org", b"/", headers_of()) is False
+    assert Router([route], "default").match("example.org", b"/", headers_of()) == "default"
+    assert Router([route], "default").match("example.org", b"/", headers_of(), b"POST") == "pool"
+
+
+# -- query parameters -----------------------------------------------------------------------
+@pytest.mark.parametrize(("condition", "target", "expected"), [
+    pytest.param({"version": "2"}, "/api?version=2", True, id="equal"),
+    pytest.param({"version": "2"}, "/api?x=1&version=2&y=3", True, id="among-others"),
+    pytest.param({"version": "2"}, "/api?version=3", False, id="other-value"),
+    pytest.param({"version": "2"}, "/api?version=20", False, id="value-not-prefix"),
+    pytest.param({"version": "2"}, "/api", False, id="no-query"),
+    pytest.param({"version": "2"}, "/api?Version=2", False, id="name-case-sensitive"),
+    pytest.param({"version": "2"}, "/api?version=2&version=3", True, id="first-value-counts"),
+    pytest.param({"version": "2"}, "/api?version=3&version=2", False, id="later-value-ignored"),
+    pytest.param({"q": "a b"}, "/api?q=a+b", True, id="plus-is-space"),
+    pytest.param({"q": "a b"}, "/api?q=a%20b", True, id="percent-decoded"),
+    pytest.param({"q": "é"}, "/api?q=%C3%A9", True, id="utf-8-decoded"),
+    pytest.param({"q": "é"}, "/api?q=%E9", False, id="not-utf-8-never-raises"),
+    pytest.param({"v e": "1"}, "/api?v%20e=1", True, id="name-decoded"),
+    pytest.param({"flag": ""}, "/api?flag", True, id="blank-without-equals"),
+    pytest.param({"flag": ""}, "/api?flag=", True, id="blank-with-equals"),
+    pytest.param({"flag": ""}, "/api?other", False, id="blank-needs-the-parameter"),
+    pytest.param({"a": "1", "b": "2"}, "/api?b=2&a=1", True, id="all-listed-any-order"),
+    pytest.param({"a": "1", "b": "2"}, "/api?a=1", False, id="one-of-two-missing"),
+    pytest.param({}, "/api?anything=1", True, id="no-query-condition"),
+])
+def test_query_condition(condition, target, expected):
+    assert route_matches(Route("pool", query=condition), path=target) is expected
+
+
+@pytest.mark.parametrize(("target", "params"), [
+    pytest.param(b"/", {}, id="none"),
+    pytest.param(b"/?", {}, id="empty"),
+    pytest.param(b"/?a=1&a=2&b", {"a": "1", "b": ""}, id="first-values"),
+    pytest.param(b"/?a=%2F&b=x%3Dy", {"a": "/", "b": "x=y"}, id="decoded"),
+    pytest.param(b"/?a=%C3%A9&b=caf\xc3\xa9", {"a": "é", "b": "café"}, id="utf-8-escaped-and-raw"),
+    pytest.param(b"/?a=%FF&b=\xff", {"a": "\ufffd", "b": "\ufffd"}, id="invalid-utf-8-replaced"),
+])
+def test_query_params(target, params):
+    assert query_params(target) == params
+
+
+def test_router_checks_query_after_the_rest():
+    table = [Route("v2", path_prefix="/api", query={"version": "2"}),
+             Route("v3", path_prefix="/api", query={"version": "3"}, methods=["POST"]),
+             Route("api", path_prefix="/api")]
+    router = Router(table)
+    assert router.match("h", b"/api/x?version=2", headers_of()) == "v2"
+    assert router.match("h", b"/api/x?version=3", headers_of()) == "api"
+    assert router.match("h", b"/api/x?version=3", headers_of(), b"POST") == "v3"
+    assert router.match("h", b"/other?version=2", headers_of()) is None
 
 
 # -- conditions together --------------------------------------------------------------

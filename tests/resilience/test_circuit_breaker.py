@@ -351,13 +351,16 @@ def test_never_more_probes_than_allowed(limit, threshold, steps):
                 episode += 1
                 probes_out = 0
             if admitted:
-                held.append(episode if b.state is HALF_OPEN else -1)
+                held.append((episode if b.state is HALF_OPEN else -1, b.episode))
                 probes_out += b.state is HALF_OPEN
         elif held:
-            tag = held.pop(0)
+            tag, admitted_in = held.pop(0)
             if tag == episode and b.state is HALF_OPEN:
                 probes_out -= 1
-            {"success": b.record_success, "failure": b.record_failure, "release": b.release}[op](now)
+            if op == "release":  # the end of a request without a verdict: its own episode's slot only
+                b.release(now, admitted_in)
+            else:
+                {"success": b.record_success, "failure": b.record_failure}[op](now)
         if b.state is HALF_OPEN:
             assert b.probes_in_flight == probes_out <= limit
         else:
@@ -366,3 +369,17 @@ def test_never_more_probes_than_allowed(limit, threshold, steps):
             assert b.available(now) is (now >= b.retry_at)
         else:
             assert b.available(now) is (b.state is CLOSED or b.probes_in_flight < limit)
+
+
+def test_a_request_admitted_before_half_open_frees_no_probe_slot_when_it_ends():
+    # Found by test_never_more_probes_than_allowed: a CLOSED-era request that ends without a
+    # verdict during HALF_OPEN must not hand its (non-existent) probe slot to a second probe.
+    b = CircuitBreaker(failure_threshold=1, reset_timeout=3.0, half_open_requests=1)
+    assert b.allow(T0)
+    old = b.episode
+    b.record_failure(T0)                    # another request trips it: OPEN
+    assert b.allow(T0 + 3.0) and b.state is HALF_OPEN and b.probes_in_flight == 1
+    b.release(T0 + 3.0, old)                # the CLOSED-era request's client leaves
+    assert b.probes_in_flight == 1 and not b.allow(T0 + 3.0)
+    b.release(T0 + 3.0, b.episode)          # the probe's own client leaves: its slot frees
+    assert b.probes_in_flight == 0

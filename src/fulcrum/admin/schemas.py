@@ -112,7 +112,7 @@ class PoolStatus(BaseModel):
 
 class RouteStatus(BaseModel):
     name: str
-    pool: str
+    pool: str | None = Field(description="its pool; null for a redirect route")
     host: str | None
     path_prefix: str
     headers: dict[str, str]

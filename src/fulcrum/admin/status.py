@@ -116,7 +116,7 @@ def route_status(runtime: Runtime) -> list[dict]:
     config = runtime.config
     if config is None:
         return []
-    return [{"name": getattr(r, "name", None) or r.pool, "pool": r.pool, "host": r.host,
+    return [{"name": r.label, "pool": r.pool, "host": r.host,
              "path_prefix": r.path_prefix, "headers": dict(r.headers)} for r in config.routes]
 
 

@@ -39,11 +39,11 @@ from fulcrum.cluster.sockets import bind_group, bind_member
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_config, read_text
 from fulcrum.config.model import Config, parse_host_port
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.observability.metrics import Metrics
 from fulcrum.runtime import fd_budget
-from fulcrum.runtime.app import AdminStarter, host_port
-from fulcrum.runtime.reload import Reloader, ReloadResult
+from fulcrum.shell.app import AdminStarter, host_port
+from fulcrum.shell.reload import Reloader, ReloadResult
 
 log = logging.getLogger("fulcrum.cluster")
 
@@ -489,7 +489,7 @@ def _restart_delay(fast_exits: int) -> float:
 
 def run(config: Config, source: str) -> int:
     from fulcrum.admin.exposure import InsecureAdminListener
-    from fulcrum.runtime.app import event_loop_policy
+    from fulcrum.shell.app import event_loop_policy
 
     event_loop_policy()
     try:

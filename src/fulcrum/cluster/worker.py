@@ -30,12 +30,12 @@ from fulcrum.admin.status import status
 from fulcrum.cluster import shared_dir, sync
 from fulcrum.cluster.channel import Channel
 from fulcrum.config.load import load_config
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.filters.resources import Resources
 from fulcrum.observability.logging import setup_logging
 from fulcrum.observability.metrics import Metrics
 from fulcrum.proxy.server import ProxyServer
-from fulcrum.runtime.reload import Reloader
+from fulcrum.shell.reload import Reloader
 
 log = logging.getLogger("fulcrum.cluster")
 
@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fulcrum.runtime.app import event_loop_policy
+    from fulcrum.shell.app import event_loop_policy
 
     args = _parser().parse_args(argv)
     setup_logging(stream=sys.stdout, fields={"worker": args.index})

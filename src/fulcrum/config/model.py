@@ -36,6 +36,10 @@ from fulcrum.config.filters import (
 from fulcrum.config.pool_policies import (
     CircuitBreakerConfig, HealthCheckConfig, OutlierDetectionConfig, RetryConfig,
 )
+from fulcrum.config.rewrites import (
+    REFUSED_REQUEST, REFUSED_RESPONSE, HeaderRules, QueryValue, RedirectConfig, RewriteConfig,
+    rewrite_problems, rule_problems,
+)
 from fulcrum.config.sections import PositiveDuration, Section, UrlPath
 from fulcrum.config.tls import TlsConfig
 from fulcrum.config.units import Size
@@ -216,25 +220,45 @@ class PoolConfig(Section):
 
 
 class RouteConfig(Section):
-    """Sends matching requests to a pool; the first matching route wins.
+    """Sends matching requests to a pool (or answers them with a redirect); the first
+    matching route wins.
 
     ``host`` is exact (``api.example.com``) or a wildcard (``*.example.com``, which
     matches any subdomain but not the bare domain); it is compared lower-cased and
     the Host header's port is ignored when matching, so ``host`` carries no port.
     ``headers`` must all match exactly; header names are case-insensitive.
+    ``methods``: one of them (upper case; HEAD is not implied by GET). ``query``: each
+    parameter's first value (percent-decoded, ``+`` as space) equals the one given.
     """
 
     host: str | None = None
     path_prefix: UrlPath = "/"
     headers: dict[str, str] = {}
-    pool: str
+    methods: list[str] = []                         # [] = any method
+    query: dict[str, QueryValue] = {}
+    pool: str | None = None                         # required unless ``redirect`` is set
     name: str | None = Field(None, min_length=1)   # in logs and metrics; default: the pool's name
+    # Rewrites of the request sent to the backend, in this order; then the filters' own.
+    strip_prefix: bool = False                      # drop path_prefix from the target
+    rewrite: RewriteConfig | None = None
+    request_headers: HeaderRules | None = None      # after the global request_headers
+    response_headers: HeaderRules | None = None     # after the global response_headers
+    # Answered by the proxy, before the other filters: a redirect, or 403 for a client
+    # address outside ``allow`` / inside ``deny`` (as resolved through trusted_proxies).
+    redirect: RedirectConfig | None = None
+    allow: list[str] | None = Field(None, min_length=1)
+    deny: list[str] | None = Field(None, min_length=1)
     # Filters for this route: merged over the global sections (the keys given here win).
     rate_limit: RateLimitConfig | None = None
     cors: CorsConfig | None = None
     security_headers: SecurityHeadersConfig | None = None
     access_log: AccessLogConfig | None = None
     filters: list[FilterRef] = []                  # run after the global ``filters``
+
+    @property
+    def label(self) -> str:
+        """The route's name in logs, metrics and the admin API: ``name``, else its pool's."""
+        return self.name or self.pool or "redirect"
 
     @field_validator("host")
     @classmethod
@@ -250,6 +274,19 @@ class RouteConfig(Section):
         elif not _HOSTNAME_RE.match(host):
             raise ValueError(f"must be a host name like api.example.com or *.example.com (got {host!r})")
         return host
+
+    @field_validator("methods")
+    @classmethod
+    def _method_tokens(cls, methods: list[str]) -> list[str]:
+        for method in methods:
+            if not _HEADER_NAME_RE.match(method):
+                raise ValueError(f"not a method name (got {method!r})")
+        return list(dict.fromkeys(m.upper() for m in methods))
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _client_networks(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else cidrs(values)
 
     @field_validator("headers")
     @classmethod
@@ -286,6 +323,9 @@ class Config(Section):
     security_headers: SecurityHeadersConfig | None = None
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
     filters: list[FilterRef] = []
+    # Header edits for every route (and the requests no route matches), before the route's own.
+    request_headers: HeaderRules | None = None
+    response_headers: HeaderRules | None = None
     tls: TlsConfig | None = None      # a TLS listener beside ``listen``; null = none
     # Who the client is: the peer, unless the peer is one of these proxies (CIDRs); then the
     # address they vouch for in ``client_ip_header``. Used by X-Forwarded-For, the rate limiter,
@@ -354,10 +394,37 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         problems.append(("admin.token", f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters when admin.listen "
                          f"is not on loopback (listen is {config.admin.listen}; got "
                          f"{len(config.admin.token)} characters); set a longer one here or in FULCRUM_ADMIN__TOKEN"))
+    for key, refused in (("request_headers", REFUSED_REQUEST), ("response_headers", REFUSED_RESPONSE)):
+        if getattr(config, key) is not None:
+            problems.extend(rule_problems(key, getattr(config, key), refused))
     known = ", ".join(config.pools) or "none"
     for i, route in enumerate(config.routes):
-        if route.pool not in config.pools:
-            problems.append((f"routes[{i}].pool", f"no pool named {route.pool!r} (pools: {known})"))
+        problems.extend(_route_problems(f"routes[{i}]", route, known, config.pools))
+    return problems
+
+
+def _route_problems(path: str, route: RouteConfig, known: str, pools: dict) -> list[tuple[str, str]]:
+    problems = []
+    if route.redirect is not None:
+        if route.pool is not None:
+            problems.append((f"{path}.redirect", f"a route with a redirect answers itself and takes no pool "
+                             f"(got pool {route.pool!r})"))
+        for key in ("strip_prefix", "rewrite", "request_headers"):
+            if getattr(route, key):
+                problems.append((f"{path}.{key}", "has no effect on a route with a redirect "
+                                 "(no request is sent to a backend)"))
+    elif route.pool is None:
+        problems.append((f"{path}.pool", "required (only a route with a redirect has no pool)"))
+    elif route.pool not in pools:
+        problems.append((f"{path}.pool", f"no pool named {route.pool!r} (pools: {known})"))
+    if route.allow is not None and route.deny is not None:
+        problems.append((f"{path}.deny", "cannot be combined with allow (give one list)"))
+    if route.rewrite is not None:
+        problems.extend(rewrite_problems(f"{path}.rewrite", route.rewrite))
+    if route.request_headers is not None:
+        problems.extend(rule_problems(f"{path}.request_headers", route.request_headers, REFUSED_REQUEST))
+    if route.response_headers is not None:
+        problems.extend(rule_problems(f"{path}.response_headers", route.response_headers, REFUSED_RESPONSE))
     return problems
 
 

@@ -1,10 +1,14 @@
 """Composing filter chains from config, once per runtime: the global chain and one per route.
 
-The order is fixed: https_redirect (with ``tls.redirect_http``) → access_log → rate_limit →
-cors → security_headers → the user's ``filters`` (global ones, then the route's). A route's
-section is merged over the global one (the keys it sets win); a route that does not mention
-a section shares the global filter instance, so it shares its state too (one set of
-rate-limit buckets).
+The order is fixed: https_redirect (with ``tls.redirect_http``) → access_log → the route's
+answers (allow/deny, then redirect) → the built-in rewrites (strip_prefix and rewrite, then
+request_headers and response_headers, global rules before the route's) → rate_limit → cors →
+security_headers → the user's ``filters`` (global ones, then the route's). So a refused or
+redirected request is still logged and meets no other filter, the built-in rewrites of the
+upstream request run before any filter's, and response_headers, running last on the way
+out, has the last word. A route's section is merged over the global one (the keys it sets
+win); a route that does not mention a section shares the global filter instance, so it
+shares its state too (one set of rate-limit buckets).
 
 Instances are kept in ``resources.filters`` by place in the config, class and settings: a
 reload that leaves a filter where and as it was reuses the instance, and its state (buckets).
@@ -15,9 +19,12 @@ from pydantic import BaseModel, ValidationError
 
 from fulcrum.config.errors import origin_note, problems_from_validation
 from fulcrum.config.load import format_problem
+from fulcrum.filters.access_control import AccessControl
 from fulcrum.filters.base import Filter
 from fulcrum.filters.chain import Chain
 from fulcrum.filters.https_redirect import HttpsRedirect
+from fulcrum.filters.redirect import Redirect
+from fulcrum.filters.rewrite import RequestHeaders, ResponseHeaders, TargetRewrite
 from fulcrum.filters.registry import resolve
 from fulcrum.filters.resources import Resources
 
@@ -41,6 +48,9 @@ class FilterBuilder:
         self.redirect = None
         if config.tls is not None and config.tls.redirect_http:
             self.redirect = HttpsRedirect(None, resources)
+        # Stateless, so one instance serves every route that adds no rules of its own.
+        self.request_headers = RequestHeaders([config.request_headers]) if config.request_headers else None
+        self.response_headers = ResponseHeaders([config.response_headers]) if config.response_headers else None
 
     def chain(self, route, prefix: str) -> Chain:
         """The chain for ``route`` (None: the global chain; ``prefix`` locates its config)."""
@@ -52,10 +62,45 @@ class FilterBuilder:
             else:
                 filters.append(self._builtin(name, self._merged(getattr(self.config, name), local),
                                              prefix + name))
+            if name == "access_log":
+                filters.extend(self._answers(route))
+                filters.extend(self._rewrites(route))
         filters.extend(self.user)
         if route is not None:
             filters.extend(self._user_filters(route.filters, prefix + "filters"))
         return Chain([f for f in filters if f is not None])
+
+    @staticmethod
+    def _answers(route) -> list[Filter]:
+        """What answers a route's requests itself: allow/deny, then redirect."""
+        if route is None:
+            return []
+        answers: list[Filter] = []
+        if route.allow is not None or route.deny is not None:
+            answers.append(AccessControl(route.allow, route.deny))
+        if route.redirect is not None:
+            answers.append(Redirect(route.redirect))
+        return answers
+
+    def _rewrites(self, route) -> list[Filter | None]:
+        """strip_prefix and rewrite, then the header rules: the global ones, then the route's."""
+        if route is None:
+            return [self.request_headers, self.response_headers]
+        if route.redirect is not None:  # answered here: only the response is sent
+            return [self._rules(route, "response_headers", ResponseHeaders, self.response_headers)]
+        rewrites: list[Filter | None] = []
+        strip = route.path_prefix if route.strip_prefix and route.path_prefix.rstrip("/") else None
+        if strip is not None or route.rewrite is not None:
+            rewrites.append(TargetRewrite(strip, route.rewrite))
+        rewrites.append(self._rules(route, "request_headers", RequestHeaders, self.request_headers))
+        rewrites.append(self._rules(route, "response_headers", ResponseHeaders, self.response_headers))
+        return rewrites
+
+    def _rules(self, route, key: str, cls, shared: Filter | None) -> Filter | None:
+        local = getattr(route, key)
+        if local is None:
+            return shared
+        return cls([getattr(self.config, key), local] if shared is not None else [local])
 
     @staticmethod
     def _merged(base: BaseModel | None, local: BaseModel) -> BaseModel:

@@ -16,13 +16,17 @@ def _hooks(filters: Sequence[Filter], phase: str) -> tuple:
 
 
 class Chain:
-    """The filters of one route, in order; ``request``, ``response`` and ``log`` are the phases."""
+    """The filters of one route, in order; ``request``, ``upstream_request``, ``response`` and
+    ``log`` are the phases."""
 
-    __slots__ = ("filters", "request", "response", "log")
+    __slots__ = ("filters", "request", "upstream_request", "response", "log")
 
     def __init__(self, filters: Sequence[Filter] = ()) -> None:
         self.filters = tuple(filters)
         self.request = _hooks(self.filters, "on_request")
+        # In filter order: the builder puts the built-in rewrites first, then the global
+        # filters, then the route's. Empty: the core builds the upstream head as it parsed it.
+        self.upstream_request = _hooks(self.filters, "on_upstream_request")
         # Every response passes every response hook (proxied or local: a 429 gets its CORS
         # and security headers too), innermost first, as a response travels back out.
         self.response = tuple(reversed(_hooks(self.filters, "on_response")))
@@ -34,6 +38,11 @@ class Chain:
         for hook in self.response:
             hook(exchange, head)
         return head.lines
+
+    def rewrite(self, exchange, request) -> None:
+        """Run the upstream-request hooks over ``request`` (an UpstreamRequest); may raise."""
+        for hook in self.upstream_request:
+            hook(exchange, request)
 
     @property
     def names(self) -> list[str]:

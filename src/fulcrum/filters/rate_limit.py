@@ -14,7 +14,7 @@ import math
 
 from fulcrum.config.filters import RateLimitConfig
 from fulcrum.filters.base import Filter, Reply, ResponseHead
-from fulcrum.filters.client_ip import TrustedProxies
+from fulcrum.http.client_address import TrustedProxies
 
 
 class RateLimit(Filter):
@@ -33,11 +33,12 @@ class RateLimit(Filter):
         self.clock = resources.clock
 
     def on_request(self, exchange) -> Reply | None:
-        if self.trusted:  # rate_limit.trusted_proxies: this filter's own list overrides the top-level one
-            exchange.client_ip = exchange.forwarded_client(self.trusted)
-        if self.exempt and self.exempt.trusts(exchange.client_ip):
+        # rate_limit.trusted_proxies overrides the top-level list for this filter only: the
+        # address it yields is this limiter's key, never what the log or allow-lists see.
+        client = exchange.forwarded_client(self.trusted) if self.trusted else exchange.client_ip
+        if self.exempt and self.exempt.trusts(client):
             return None
-        key = exchange.client_ip
+        key = client
         if self.key_header is not None:
             value = exchange.header(self.key_header)
             if value is not None:  # without the header, the client is limited by its address

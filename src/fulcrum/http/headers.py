@@ -68,7 +68,9 @@ def check_transfer_encoding(values: list[bytes]) -> None:
     llhttp accepts ``gzip, chunked``; a proxy that forwards codings it does not
     understand invites desync, so anything but exactly ``chunked`` is a 400.
     """
-    if len(values) != 1 or values[0].strip().lower() != b"chunked":
+    # Only spaces around it: llhttp refuses a tab there, but only after the head was
+    # forwarded; judging the same way first keeps a refused request from reaching a backend.
+    if len(values) != 1 or values[0].strip(b" ").lower() != b"chunked":
         raise BadRequest("unsupported Transfer-Encoding (only a single 'chunked' is accepted)")
 
 
@@ -84,7 +86,8 @@ def host_without_port(host: bytes) -> str:
 # A Host value or an absolute-form authority: reg-name or IPv4, or an IP-literal, and an
 # optional port (RFC 3986 §3.2.2). Anything else (spaces, commas, '@', '/') is refused: a
 # value two readers could split differently must not reach routing or a backend.
-_AUTHORITY = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+# An empty value is allowed (HTTP/1.1 permits an empty Host); an empty host with a port is not.
+_AUTHORITY = re.compile(rb"(?:(?:[A-Za-z0-9\-._~!$&'()*+;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?)?")
 
 
 def valid_authority(value: bytes) -> bool:
@@ -102,7 +105,7 @@ def split_absolute_form(target: bytes) -> tuple[bytes, bytes]:
         if i != -1:
             cut = min(cut, i)
     authority, path = rest[:cut], rest[cut:]
-    if not authority or not valid_authority(authority):
+    if not authority or authority[:1] == b":" or not valid_authority(authority):
         raise BadRequest("invalid authority in absolute-form request target")
     if not path.startswith(b"/"):
         path = b"/" + path

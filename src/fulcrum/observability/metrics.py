@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -23,7 +23,16 @@ from fulcrum import __version__
 
 if TYPE_CHECKING:
     from fulcrum.balancing.backend import Backend
-    from fulcrum.proxy.server import ProxyServer
+
+
+class ServedProxy(Protocol):
+    """What the metrics read of the proxy listener (proxy/server.py): counts and the runtime."""
+
+    connections: set
+    refused_total: int
+    tunnels_opened: int
+    tunnels_closed: int
+    runtime: object  # its pools: backends and their state
 
 # Seconds; fine at the low end, where a load balancer's own time lives.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -168,7 +177,7 @@ class Metrics:
     """The admin side's metrics: a registry of its own with the process and platform
     collectors, the live-state collector, and the counts of cold-path events."""
 
-    def __init__(self, proxy: ProxyServer) -> None:
+    def __init__(self, proxy: "ServedProxy") -> None:
         self.requests = RequestMetrics()
         self.reloads = {"success": 0, "failure": 0}
         self.registry = CollectorRegistry(auto_describe=True)
@@ -185,7 +194,7 @@ class FulcrumCollector(Collector):
     """Builds every ``fulcrum_*`` family at scrape time from the proxy's live state
     and the request aggregates. Reads only; never blocks the loop for long."""
 
-    def __init__(self, proxy: ProxyServer, metrics: Metrics) -> None:
+    def __init__(self, proxy: "ServedProxy", metrics: Metrics) -> None:
         self.proxy = proxy
         self.metrics = metrics
 

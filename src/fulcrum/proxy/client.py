@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -19,8 +19,6 @@ from fulcrum.http.responses import error_response
 from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
 
-if TYPE_CHECKING:
-    from fulcrum.proxy.server import ProxyServer
 
 log = logging.getLogger("fulcrum.proxy")
 
@@ -31,6 +29,21 @@ PROGRESSED = -1
 _IDLE, _HEAD, _BODY, _NONE = range(4)
 
 
+class Listener(Protocol):
+    """What a client connection needs of the listener that accepted it (proxy/server.py)."""
+
+    runtime: object          # the current runtime: settings, router, pools, filters
+    loop: object
+    request_metrics: object  # observability's recorder, or None
+    tunnels_opened: int
+    tunnels_closed: int
+
+    def admit(self, conn: "ClientConnection") -> str | None: ...
+    def release(self, conn: "ClientConnection") -> None: ...
+    def handshaking(self, conn: "ClientConnection") -> None: ...
+    def next_request_id(self) -> bytes: ...
+
+
 class _Rejection:
     """A queued error answer: written in its turn, then the connection closes.
 
@@ -38,9 +51,10 @@ class _Rejection:
     the class attributes are the exchange fields it has no value for.
     """
 
-    __slots__ = ("status", "reason", "request_id", "client_ip", "secure", "headers")
+    __slots__ = ("status", "reason", "request_id", "client_ip", "secure", "extra", "ctx")
 
     method = target = b"-"
+    host = b""
     route = ""
     pool = backend = limit = None
     body_bytes = bytes_out = tries = 0
@@ -48,13 +62,14 @@ class _Rejection:
     rate_limited = False
 
     def __init__(self, status: int, reason: str, request_id: bytes, client_ip: str = "",
-                 secure: bool = False, headers: bytes = b"") -> None:
+                 secure: bool = False, extra: bytes = b"") -> None:
         self.status = status
         self.reason = reason
         self.request_id = request_id
         self.client_ip = client_ip
         self.secure = secure
-        self.headers = headers  # extra header lines (Allow on a 405)
+        self.extra = extra      # header lines of its own (Allow on a 405)
+        self.ctx: dict = {}     # as an exchange's: log hooks may read it
 
     def header(self, name: bytes) -> None:
         return None  # the request was not (wholly) read: filters see no headers
@@ -100,10 +115,10 @@ class ClientConnection(asyncio.Protocol):
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
         "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
         "budget", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
-        "handshake_until", "head_limit", "valid_host",
+        "handshake_until", "head_limit", "valid_host", "request_metrics",
     )
 
-    def __init__(self, server: "ProxyServer", tls: bool = False) -> None:
+    def __init__(self, server: Listener, tls: bool = False) -> None:
         self.server = server
         self.tls = tls         # accepted on the TLS listener
         self.loop = server.loop
@@ -140,6 +155,7 @@ class ClientConnection(asyncio.Protocol):
         # trailers by limits.max_header_bytes however they are split (see data_received).
         self.head_limit = self.budget = self.settings.max_header_bytes
         self.valid_host = b""   # the last Host that passed the check (keep-alive repeats it)
+        self.request_metrics = server.request_metrics  # observability's recorder, or None
         self.upgrading = False  # an upgrade request with a body that is no tunnel: read its body
         self.trusted_by = None  # the TrustedProxies that peer_trusted was computed against
         self.peer_trusted = False
@@ -459,7 +475,7 @@ class ClientConnection(asyncio.Protocol):
         """Write an answer of the connection's own (no exchange) through the global
         filters' response side, and log it like an exchange."""
         chain = self.server.runtime.unrouted.chain
-        extra = rejection.headers
+        extra = rejection.extra
         if chain.response:
             try:
                 extra = b"".join(chain.respond(rejection, rejection.status, extra.splitlines(keepends=True)))
@@ -498,6 +514,9 @@ class ClientConnection(asyncio.Protocol):
         current = self.current
         if isinstance(current, Exchange) and current.conn is not None:
             current.conn.resume_reading()
+
+    def next_request_id(self) -> bytes:
+        return self.server.next_request_id()
 
     def trusts_peer(self, trusted) -> bool:
         """Whether the peer is one of ``trusted`` (the runtime's proxies), worked out once per

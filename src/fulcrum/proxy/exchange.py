@@ -1,120 +1,187 @@
-"""One request/response exchange, read as its phases: prepare (check and rewrite
-the head) → route → filters (on request) → pick → forward → respond (filters on
-response) → finish → log (filters on log, metrics).
+"""One request/response exchange, as named phases (Pingora's ProxyHttp): prepare (judge the
+head, plan what the backend gets) → route → request filters → upstream request (rewrites,
+then the head is built) → pick (a backend lease) → forward → response (filters on the head)
+→ finish → log. Failures of a try go through ``Attempts`` and the pool's retry policy.
 
-An exchange is done when its response is fully written; if the request body
-was not fully read by then, the client connection closes, because the rest of
-that body would otherwise be read as the next request.
+Every change of ``phase`` goes through ``_to``, which checks it against ``_NEXT`` and ends
+the backend lease when the exchange leaves its backend: in-flight counts change in exactly
+one place. An exchange is done when its response is fully written; if the request body was
+not fully read by then, the client connection closes, because the rest of that body would
+otherwise be read as the next request.
+
+The exchange knows its client connection only as a ``Downstream`` and is known to its
+upstream connection only as that connection's ``ResponseSink``: no back-pointers to classes.
 """
 from __future__ import annotations
 
 import logging
-import re
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fulcrum.filters.chain import EMPTY
-from fulcrum.http.errors import BadRequest, HttpError
-from fulcrum.filters.client_ip import client_ip
+from fulcrum.http.client_address import client_ip
+from fulcrum.http.errors import HttpError
 from fulcrum.http.headers import (
-    CONNECTION, CONTENT_LENGTH, FORWARDED_FOR, HOST, PEER, REQUEST_HEADERS, REQUEST_ID,
-    RESPONSE_HEADERS, TRANSFER_ENCODING, asks_websocket, check_transfer_encoding, host_without_port,
-    named_by_connection, split_absolute_form, valid_authority, without_named,
+    CONNECTION, CONTENT_LENGTH, RESPONSE_HEADERS, TRANSFER_ENCODING, host_without_port,
+    named_by_connection, without_named,
 )
+from fulcrum.http.request_plan import (
+    RequestPlan, backend_authority, header_lines, header_pairs, plan_request, upstream_head,
+)
+from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
+from fulcrum.http.upstream_request import UpstreamRequest
+from fulcrum.proxy.attempts import Attempts
 from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
-from fulcrum.proxy.failover import Failover
 from fulcrum.proxy.tunnel import Tunnel
-
-if TYPE_CHECKING:
-    from fulcrum.proxy.client import ClientConnection
-    from fulcrum.proxy.upstream import UpstreamConnection
-    from fulcrum.runtime.state import Runtime
+from fulcrum.resilience.retry_policy import IDEMPOTENT, Failure
 
 log = logging.getLogger("fulcrum.proxy")
 
-# How the response body reaches the client.
-NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 _LAST_CHUNK = b"0\r\n\r\n"
 _GATEWAY_FAILURES = frozenset({502, 503, 504})
-# A client's X-Request-ID is kept only when it is 1-200 visible ASCII characters: it is
-# echoed into logs and responses, where a space or a line break could forge a field or a line.
-_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
-_ALLOW = b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n"
+
+# The phases. RECEIVED: the head is parsed and planned (perhaps queued behind another).
+# CONNECTING: a backend is leased, its connection is being opened. SENT: the request is on a
+# backend connection, no final response head yet. RESPONDING: the backend's head arrived and
+# the body streams. TUNNEL: after a 101. RETRYING: between tries (the retry timer runs).
+# DONE: answered (fully written). ABORTED: the client left or was cut. Entering RETRYING or
+# later, the exchange leaves its backend: the lease ends.
+RECEIVED, CONNECTING, SENT, RESPONDING, TUNNEL, RETRYING, DONE, ABORTED = range(8)
+PHASES = ("received", "connecting", "sent", "responding", "tunnel", "retrying", "done", "aborted")
 
 
-class Exchange(Failover):
+def _bits(*phases: int) -> int:
+    return sum(1 << p for p in phases)
+
+
+# Where each phase may go, as bit sets (one shift and one AND per transition).
+_NEXT = (
+    _bits(CONNECTING, SENT, DONE, ABORTED),                           # RECEIVED
+    _bits(SENT, RETRYING, DONE, ABORTED),                             # CONNECTING
+    _bits(RESPONDING, CONNECTING, RETRYING, TUNNEL, DONE, ABORTED),   # SENT
+    _bits(DONE, ABORTED),                                             # RESPONDING
+    _bits(DONE),                                                      # TUNNEL
+    _bits(CONNECTING, SENT, DONE, ABORTED),                           # RETRYING
+    0,                                                                # DONE
+    0,                                                                # ABORTED
+)
+
+
+class InvalidTransition(RuntimeError):
+    """A bug: the exchange was asked to move to a phase its current one does not lead to."""
+
+
+class Downstream(Protocol):
+    """What an exchange needs of the client connection it answers."""
+
+    transport: object       # asyncio.Transport: write/writelines
+    gate: object            # flow_control.ReadGate: pause/resume reading from the client
+    loop: object
+    tls: bool
+    client_ip: str
+    client_ip_bytes: bytes
+    valid_host: bytes       # the last Host found valid on this connection
+    send_since: float       # non-zero while the client's write buffer is over its high-water mark
+    request_metrics: object  # observability's recorder, or None
+
+    def next_request_id(self) -> bytes: ...
+    def trusts_peer(self, trusted) -> bool: ...
+    def exchange_done(self, exchange: "Exchange") -> None: ...
+    def abort_response(self) -> None: ...
+    def tunnel_opened(self, tunnel) -> bytes: ...
+    def tunnel_closed(self) -> None: ...
+
+
+class Exchange:
     """A request on a client connection and the response that answers it."""
 
     __slots__ = (
         "client", "runtime", "method", "target", "headers", "http11", "keep_alive",
-        "client_ip", "request_id", "host", "chunked", "has_body", "upstream_head",
-        "pool", "backend", "conn", "pending_body", "request_done", "body_bytes",
-        "response_started", "response_done", "head_pending", "framing", "status",
-        "sent_at", "retried", "aborted", "bytes_out", "content_length",
-        "tries", "tried", "replay", "replay_bytes", "started_at", "retry_timer",
-        "route", "chain", "received_at", "upstream_time", "duration", "limit", "upgrade",
-        "hostless_head",
+        "client_ip", "request_id", "host", "plan", "has_body", "chunked", "content_length",
+        "upstream_head", "phase", "pool", "lease", "backend", "conn", "pending_body",
+        "request_done", "body_bytes", "response_started", "head_pending", "framing", "status",
+        "sent_at", "bytes_out", "tries", "attempts", "route", "chain", "received_at",
+        "upstream_time", "duration", "limit", "upgrade", "_ctx", "head_method",
     )
 
-    def __init__(self, client: "ClientConnection", runtime: "Runtime", method: bytes,
-                 target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
-                 keep_alive: bool) -> None:
+    def __init__(self, client: Downstream, runtime, method: bytes, target: bytes,
+                 headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool) -> None:
+        # the request as received
         self.client = client
         self.runtime = runtime
         self.method = method
+        self.head_method = method  # what the backend is sent (on_upstream_request may change it)
         self.target = target
         self.headers = headers
         self.http11 = http11
         self.keep_alive = keep_alive
         self.client_ip = client.client_ip
+        self.received_at = monotonic()
+        # set by prepare()
         self.request_id = b""
         self.host = b""
-        self.chunked = False
-        self.has_body = False
+        self.plan: RequestPlan | None = None
+        self.has_body = self.chunked = False
+        self.content_length = 0
+        self.upgrade: bytes | None = None  # b"websocket" when the request may become a tunnel
         self.upstream_head = b""
+        # the lifecycle
+        self.phase = RECEIVED
+        self.route = ""
+        self.chain = EMPTY
         self.pool = None
-        self.backend = None
-        self.conn: UpstreamConnection | None = None
-        self.pending_body: list[bytes] | None = None
+        self.lease = None       # balancing.lease.Lease of the current try
+        self.backend = None     # the backend of the last try (kept for the log)
+        self.conn = None        # the upstream connection of the current try
+        self.tries = 0
+        self.attempts: Attempts | None = None  # when the pool retries
+        # the request body, from the client
+        self.pending_body: list[bytes] | None = None  # read before a connection was ready
         self.request_done = False
         self.body_bytes = 0
-        self.response_started = False
-        self.response_done = False
+        # the response, to the client
+        self.response_started = False  # bytes of this response went to the client
         self.head_pending: bytes | None = None
         self.framing = NO_BODY
         self.status = 0
         self.sent_at = 0.0
-        self.retried = False
-        self.aborted = False
         self.bytes_out = 0
-        self.content_length = 0
-        self.tries = 0
-        self.tried: tuple = ()
-        self.replay: list[bytes] | None = None  # body kept for a retry (when small enough)
-        self.replay_bytes = 0
-        self.started_at = 0.0
-        self.retry_timer = None
-        self.route = ""
-        self.chain = EMPTY
-        self.received_at = monotonic()
         self.upstream_time = 0.0   # request sent → response head, for the last try
         self.duration = 0.0        # head received → exchange ended, set before the log phase
         self.limit = None          # the rate limiter's Decision, when one was taken
-        self.upgrade: bytes | None = None  # the Upgrade asked for and passed on (WebSocket)
-        self.hostless_head: list[bytes] | None = None  # see prepare(): HTTP/1.0 without Host
+        self._ctx: dict | None = None
 
-    # -- RequestInfo, for strategies and routes --------------------------------
+    def _to(self, phase: int) -> None:
+        """The one place the phase changes; leaving the backend ends the lease."""
+        if not _NEXT[self.phase] >> phase & 1:
+            raise InvalidTransition(f"exchange {self.request_id.decode('latin-1')}: "
+                                    f"{PHASES[self.phase]} -> {PHASES[phase]}")
+        self.phase = phase
+        if phase >= RETRYING and self.lease is not None:
+            lease, self.lease = self.lease, None
+            if phase == ABORTED:
+                lease.abandon(monotonic())  # no verdict: frees a half-open probe slot
+            else:
+                lease.release()
+
+    # -- RequestInfo, for strategies and routes; and for filters ---------------------
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
             if key.lower() == name:
                 return value
         return None
 
-    # -- for filters ---------------------------------------------------------------
     def header_values(self, name: bytes) -> list[bytes]:
         """Every field line of header ``name`` (lower case), in order."""
         return [value for key, value in self.headers if key.lower() == name]
+
+    @property
+    def ctx(self) -> dict:
+        """Per-request state for filters and plugins: a dict, created on first use."""
+        if self._ctx is None:
+            self._ctx = {}
+        return self._ctx
 
     @property
     def secure(self) -> bool:
@@ -125,104 +192,40 @@ class Exchange(Failover):
     def rate_limited(self) -> bool:
         return self.limit is not None and not self.limit.allowed
 
+    @property
+    def response_done(self) -> bool:
+        return self.phase >= DONE
+
+    @property
+    def aborted(self) -> bool:
+        return self.phase == ABORTED
+
     # -- phase: prepare (runs as soon as the head is parsed) ---------------------
     def prepare(self, upgrade: bool = False) -> None:
-        """Check the head and build the request line and headers for the backend.
-
-        ``upgrade``: llhttp saw ``Connection: upgrade`` (or a CONNECT). Only a GET without a
-        body that asks for ``websocket`` may become a tunnel, and only ``websocket`` is passed
-        on; any other upgrade request is an ordinary request without its upgrade headers.
-        Hop-by-hop headers go by name, never by line: a Connection token can drop neither the
-        request line, Host, the framing headers nor the forwarding headers Fulcrum writes.
-        Raises HttpError for anything ambiguous; the connection then answers and closes.
-        """
-        method = self.method
-        if method == b"CONNECT":
-            raise HttpError(405, "CONNECT is not proxied", _ALLOW)
+        """Judge the head and plan what the backend gets (http/request_plan.py); resolve the
+        client's address. Raises HttpError; the connection then answers and closes."""
         runtime = self.runtime
-        target = self.target
-        authority = None
-        if target[:1] != b"/":
-            if target[:4].lower() == b"http":
-                authority, target = split_absolute_form(target)
-                self.target = target
-            elif target != b"*" or method != b"OPTIONS":
-                raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
-        lines = [b""]  # [0]: the request line and Host, written last
-        hosts: list[bytes] = []
-        forwarded_for: list[bytes] = []
-        te: list[bytes] = []
-        content_length: bytes | None = None
-        named: set[bytes] | None = None
-        peer_headers = False
-        for name, value in self.headers:
-            kind = REQUEST_HEADERS.get(name.lower())
-            if kind is None:
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif kind == HOST:
-                hosts.append(value)
-            elif kind == CONTENT_LENGTH:
-                content_length = value
-            elif kind == TRANSFER_ENCODING:
-                te.append(value)
-            elif kind == FORWARDED_FOR:
-                forwarded_for.append(value)
-            elif kind == REQUEST_ID:
-                if _REQUEST_ID.fullmatch(value):
-                    self.request_id = value
-            elif kind == CONNECTION:
-                tokens = named_by_connection(value)
-                if tokens:
-                    named = tokens if named is None else named | tokens
-            elif kind == PEER:
-                peer_headers = True
-        if len(hosts) > 1:
-            raise BadRequest("more than one Host header")
-        if hosts:
-            host = hosts[0]
-            if host != self.client.valid_host:  # checked once per keep-alive connection
-                if not valid_authority(host):
-                    raise BadRequest("invalid Host header")
-                self.client.valid_host = host
-        elif self.http11:
-            raise BadRequest("missing Host header")
-        else:
-            host = b""
-        if authority is not None:
-            host = authority  # RFC 9112 §3.2.2: the target's authority wins over Host
-        self.host = host
-        if peer_headers and self._keeps_peer_headers():
-            lines.extend(b"%s: %s\r\n" % (n, v) for n, v in self.headers if REQUEST_HEADERS.get(n.lower()) == PEER)
-        if named:
-            lines[1:] = without_named(lines[1:], named)
-        if te or content_length is not None:
-            lines.append(self._body_framing(te, content_length, runtime.settings.max_body_size))
-        if upgrade and method == b"GET" and not self.has_body and asks_websocket(self.header(b"upgrade")):
-            self.upgrade = b"websocket"
-            lines.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
-        if not self.request_id:
-            self.request_id = self.client.server.next_request_id()
         client = self.client
+        plan = plan_request(self.method, self.target, self.headers, self.http11, upgrade,
+                            runtime.settings.max_body_size, client.valid_host)
+        self.plan = plan
+        self.target = plan.target
+        self.host = host = plan.host
+        if host and host is not client.valid_host:
+            client.valid_host = host
+        self.has_body = plan.has_body
+        self.chunked = plan.chunked
+        self.content_length = plan.content_length
+        self.upgrade = plan.upgrade
+        self.request_id = plan.request_id or client.next_request_id()
         trusted = runtime.trusted
         if trusted is not None and client.trusts_peer(trusted):
             self.client_ip = self.forwarded_client(trusted)
-        client_ip = client.client_ip_bytes
-        if forwarded_for:
-            xff = b", ".join(forwarded_for) + b", " + client_ip
-        else:
-            xff = client_ip
         if host:
-            lines.append(b"X-Forwarded-Host: %s\r\n" % host)
-        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n\r\n"
-                     % (xff, b"https" if client.tls else b"http", self.request_id))
-        if host:
-            lines[0] = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, host)
-            self.upstream_head = b"".join(lines)
-        else:
-            # HTTP/1.0 without Host: the backend's authority is written once one is picked.
-            lines[0] = b"%s %s HTTP/1.1\r\n" % (method, target)
-            self.upstream_head = b""
-            self.hostless_head = lines
+            self.upstream_head = upstream_head(
+                self.method, plan.target, host, plan.lines, plan, client.client_ip_bytes, client.tls,
+                self.request_id, plan.peer_lines is not None and self._keeps_peer_headers())
+        # else: an HTTP/1.0 request without Host gets the backend's authority (forward()).
 
     def _keeps_peer_headers(self) -> bool:
         """The forwarded_headers policy for a client's Forwarded and X-Real-IP."""
@@ -236,33 +239,11 @@ class Exchange(Failover):
 
     def forwarded_client(self, trusted) -> str:
         """The client address a trusted peer vouches for in the header it writes
-        (``client_ip_header``), or the peer's own address; see filters/client_ip.py."""
+        (``client_ip_header``), or the peer's own address; see http/client_address.py."""
         name = self.runtime.client_ip_header
         return client_ip(self.client.client_ip, self.header_values(name), trusted, name == b"forwarded")
 
-    def _head_for(self, backend) -> bytes:
-        """The upstream head of a request that came without Host: the backend's authority."""
-        lines = self.hostless_head
-        host = backend.host
-        if ":" in host:
-            host = f"[{host}]"
-        authority = host if backend.port == 80 else f"{host}:{backend.port}"
-        return lines[0] + b"Host: %s\r\n" % authority.encode() + b"".join(lines[1:])
-
-    def _body_framing(self, te: list[bytes], content_length: bytes | None, limit: int) -> bytes:
-        """The framing header for the backend; a single ``chunked`` or one length."""
-        if te:
-            check_transfer_encoding(te)
-            self.chunked = self.has_body = True
-            return b"Transfer-Encoding: chunked\r\n"
-        length = int(content_length)  # llhttp has checked it is decimal and single
-        if limit and length > limit:
-            raise HttpError(413, f"Content-Length {length} exceeds the limit of {limit} bytes")
-        self.has_body = length > 0
-        self.content_length = length
-        return b"Content-Length: %s\r\n" % content_length
-
-    # -- phases: route → filters → pick → forward (when this exchange is at the head of the line)
+    # -- phases: route → request filters → upstream request → pick (at the head of the line)
     def start(self) -> None:
         try:
             self._start()
@@ -272,7 +253,7 @@ class Exchange(Failover):
     def _start(self) -> None:
         runtime = self.runtime
         destination = runtime.single or runtime.router.match(
-            host_without_port(self.host) if self.host else "", self.target, self.header
+            host_without_port(self.host) if self.host else "", self.target, self.header, self.method
         ) or runtime.unrouted
         self.route = destination.name
         self.chain = chain = destination.chain
@@ -287,38 +268,57 @@ class Exchange(Failover):
             self.respond_local(404)
             return
         self.pool = pool
-        if pool.retry is not None:
-            self.started_at = monotonic()
+        if chain.upstream_request:
+            self._upstream_request(chain.upstream_request)
+        retry = pool.retry
+        if retry is not None:
             if pool.budget is not None:
-                pool.budget.record_request(self.started_at)
-            if self.has_body:
-                self.replay = []
-                self._keep_for_replay(self.pending_body or ())
+                pool.budget.record_request(monotonic())
+            if self.has_body:  # kept from the first byte, for a replay on another backend
+                self.attempts = attempts = Attempts(self.received_at, retry.max_body, True)
+                if self.pending_body:
+                    attempts.keep(self.pending_body)
         self.try_backend()
+
+    def _upstream_request(self, hooks) -> None:
+        """Phase upstream request: the route's rewrites and the filters' hooks change method,
+        target and headers; the head is built from what they leave."""
+        plan = self.plan
+        request = UpstreamRequest(self.method, self.target, header_pairs(plan.lines))
+        for hook in hooks:
+            hook(self, request)
+        # (UpstreamRequest keeps the target origin-form and method and headers injection-free.)
+        # The exchange keeps the client's method and target, for the log; the backend gets these.
+        self.head_method = method = request.method
+        plan.target = target = request.target
+        plan.lines = header_lines(request.headers.items())
+        if self.host:
+            self.upstream_head = upstream_head(
+                method, target, self.host, plan.lines, plan, self.client.client_ip_bytes,
+                self.client.tls, self.request_id, plan.peer_lines is not None and self._keeps_peer_headers())
 
     def try_backend(self) -> None:
         """Phase pick + forward, for the first try and every retry."""
-        self.retry_timer = None
-        if self.aborted:
+        attempts = self.attempts
+        if attempts is not None:
+            attempts.timer = None
+        if self.phase >= DONE:
             return
-        if self.tries and self.has_body and self.replay is None:
+        if self.tries and self.has_body and (attempts is None or attempts.replay is None):
             # The body outgrew retry.max_body while we waited to retry.
             self.respond_local(502, "request body too large to replay on another backend")
             return
         pool = self.pool
-        backend = pool.pick(self, self.tried)
-        if backend is None and self.tried:
-            backend = pool.pick(self)  # no other backend: the same one again
-        if backend is None:
+        lease = pool.lease(self, attempts.tried if attempts is not None else ())
+        if lease is None:
             retry_after = b"Retry-After: %d\r\n" % pool.retry_after(monotonic())
             self.respond_local(503, f"pool {pool.name!r} has no available backend", retry_after)
             return
-        self.backend = backend
+        self.lease = lease
+        self.backend = backend = lease.backend
         self.tries += 1
-        if pool.retry is not None:
-            self.tried += (backend,)
-        backend.in_flight += 1
-        backend.requests += 1
+        if attempts is not None:
+            attempts.tried += (backend,)
         conn = pool.connections[backend.id].acquire()
         if conn is not None:
             self.forward(conn)
@@ -326,16 +326,26 @@ class Exchange(Failover):
             self.connect()
 
     def connect(self) -> None:
+        self._to(CONNECTING)
         if not self.request_done:
             self.client.gate.pause(CONNECTING)
         self.pool.connections[self.backend.id].connect(self, _connected)
 
-    def forward(self, conn: "UpstreamConnection") -> None:
-        """Send the head (and any body read so far) on ``conn``."""
+    def forward(self, conn) -> None:
+        """Phase forward: send the head (and any body read so far) on ``conn``."""
+        self._to(SENT)
         self.conn = conn
-        conn.attach(self, self.method == b"HEAD")
-        parts = [self.upstream_head or self._head_for(self.backend)]
-        body = self.replay if self.tries > 1 else self.pending_body
+        conn.attach(self, self.head_method == b"HEAD")
+        if self.client.send_since:
+            conn.pause_reading()  # the client is not taking what it has: no more for now
+        head = self.upstream_head
+        if not head:  # HTTP/1.0 without Host: the backend's authority
+            plan, backend = self.plan, self.backend
+            head = upstream_head(self.head_method, plan.target, backend_authority(backend.host, backend.port),
+                                 plan.lines, plan, self.client.client_ip_bytes, self.client.tls,
+                                 self.request_id, plan.peer_lines is not None and self._keeps_peer_headers())
+        parts = [head]
+        body = self.attempts.replay if self.tries > 1 else self.pending_body
         if body:
             for chunk in body:
                 parts.extend(self._frame_body(chunk))
@@ -365,10 +375,10 @@ class Exchange(Failover):
         limit = self.runtime.settings.max_body_size
         if limit and self.body_bytes > limit:
             raise HttpError(413, f"request body exceeds the limit of {limit} bytes")
-        if self.response_done:
+        if self.phase >= DONE:
             return  # answered already; the connection closes after this request
-        if self.replay is not None:
-            self._keep_for_replay((chunk,))
+        if self.attempts is not None:
+            self.attempts.keep((chunk,))
         conn = self.conn
         if conn is None:
             if self.pending_body is None:
@@ -379,22 +389,15 @@ class Exchange(Failover):
         else:
             conn.transport.write(chunk)
 
-    def _keep_for_replay(self, chunks) -> None:
-        for chunk in chunks:
-            self.replay_bytes += len(chunk)
-            self.replay.append(chunk)
-        if self.replay_bytes > self.pool.retry.max_body:
-            self.replay = None  # too large to keep: this request will not be retried
-
     def on_request_complete(self) -> None:
         self.request_done = True
         conn = self.conn
-        if conn is not None and not self.response_done:
+        if conn is not None and self.phase < DONE:
             if self.chunked:
                 conn.transport.write(_LAST_CHUNK)
             conn.arm_response_timer(self._try_timeout())
 
-    # -- response, from the upstream connection --------------------------------
+    # -- response, from the upstream connection (the ResponseSink side) ------------------
     def on_informational(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Relay 100 Continue / 103 Early Hints to HTTP/1.1 clients (RFC 9110 §15.2)."""
         if not self.http11 or self.response_started:
@@ -404,20 +407,22 @@ class Exchange(Failover):
         lines.append(b"\r\n")
         self.client.transport.write(b"".join(lines))
 
-    def on_response_head(self, conn: "UpstreamConnection", status: int, reason: bytes,
-                         headers: list[tuple[bytes, bytes]]) -> bool:
-        """Build the client's response head; False when this response is dropped for a retry."""
+    def on_response_head(self, conn, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Phase response: build the client's head; False when this response is dropped
+        for a retry (its connection goes with it)."""
         now = monotonic()  # the strategies' clock; loop.time() only has ms resolution
         backend = self.backend
         self.upstream_time = now - self.sent_at
         backend.latency.observe(self.upstream_time, now)
         pool = self.pool
         if status in _GATEWAY_FAILURES:
-            if self.retry_on_status(status):
+            if self._retry_on_status(status):
                 self.conn = None
                 return False
         elif backend.breaker is not None or pool.outliers is not None:
             pool.record(backend, True, now)
+            self.lease.judged = True
+        self._to(RESPONDING)
         self.status = status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         content_length: bytes | None = None
@@ -437,7 +442,18 @@ class Exchange(Failover):
                     named = tokens if named is None else named | tokens
         if named:
             out[1:] = without_named(out[1:], named)
-        self.framing = self._response_framing(status, conn, content_length, codings, out)
+        framing, line, length, close_delimited = plan_response(self.head_method, status, self.http11,
+                                                               content_length, codings)
+        self.framing = framing
+        if line:
+            out.append(line)
+        if length:
+            conn.body_left = length
+        if close_delimited:
+            conn.expect_eof = True  # the backend's EOF ends the body
+            conn.reusable = False
+        if framing == UNTIL_CLOSE:
+            self.keep_alive = False  # an HTTP/1.0 client learns the end from our close
         if self.chain.response:
             try:
                 out = self.chain.respond(self, status, out)
@@ -455,31 +471,6 @@ class Exchange(Failover):
             out.append(b"\r\n")
         self.head_pending = b"".join(out)
         return True
-
-    def _response_framing(self, status: int, conn: "UpstreamConnection", content_length: bytes | None,
-                          codings: list[bytes] | None, out: list[bytes]) -> int:
-        if self.method == b"HEAD" or status == 304 or status == 204:
-            if content_length is not None and status != 204:
-                out.append(b"Content-Length: %s\r\n" % content_length)
-            return NO_BODY
-        if codings is None and content_length is not None:
-            out.append(b"Content-Length: %s\r\n" % content_length)
-            conn.body_left = int(content_length)  # llhttp has checked it is one decimal number
-            return LENGTH
-        # llhttp removes only a final "chunked"; other codings (gzip …) stay in the
-        # body bytes and must stay declared (RFC 9112 §6.1).
-        chunked = bool(codings) and codings[-1].lower() == b"chunked"
-        kept = codings[:-1] if chunked else (codings or [])
-        if not chunked:
-            conn.expect_eof = True  # close-delimited: the backend's EOF ends the body
-            conn.reusable = False
-        if self.http11:
-            out.append(b"Transfer-Encoding: %s\r\n" % b", ".join(kept + [b"chunked"]))
-            return CHUNKED
-        if kept:
-            out.append(b"Transfer-Encoding: %s\r\n" % b", ".join(kept))
-        self.keep_alive = False  # an HTTP/1.0 client learns the end from our close
-        return UNTIL_CLOSE
 
     def on_response_body(self, chunk: bytes) -> None:
         transport = self.client.transport
@@ -502,11 +493,11 @@ class Exchange(Failover):
             self.head_pending = None
             self.response_started = True
 
-    def on_response_complete(self, conn: "UpstreamConnection") -> None:
+    def on_response_complete(self, conn) -> None:
         """The backend's response ended cleanly; ``conn`` is already detached."""
         self.conn = None
         if self.request_done:
-            self.pool.connections[self.backend.id].release(conn)
+            self.pool.connections[self.backend.id].give_back(conn)
         else:
             conn.close()  # the backend answered before it read the whole request
         tail = _LAST_CHUNK if self.framing == CHUNKED else b""
@@ -520,13 +511,13 @@ class Exchange(Failover):
         self.finish()
 
     # -- protocol switch (WebSocket): the exchange becomes a tunnel -----------------
-    def on_switching_protocols(self, conn: "UpstreamConnection", reason: bytes,
-                               headers: list[tuple[bytes, bytes]]) -> None:
+    def on_switching_protocols(self, conn, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """The backend accepted the upgrade: relay its 101 head."""
         now = monotonic()
         self.upstream_time = now - self.sent_at
         if self.backend.breaker is not None or self.pool.outliers is not None:
             self.pool.record(self.backend, True, now)
+            self.lease.judged = True
         self.status = 101
         lines = [b"HTTP/1.1 101 %s\r\n" % reason]
         upgrade = self.upgrade
@@ -540,8 +531,9 @@ class Exchange(Failover):
         self.client.transport.write(b"".join(lines))
         self.response_started = True
 
-    def start_tunnel(self, conn: "UpstreamConnection", rest: bytes) -> None:
+    def start_tunnel(self, conn, rest: bytes) -> None:
         """After the 101: both connections become a tunnel; ``rest`` came after the backend's head."""
+        self._to(TUNNEL)
         self.conn = None
         conn.exchange = None
         conn.deadline = None
@@ -555,8 +547,7 @@ class Exchange(Failover):
         """The tunnel ended: the exchange ends with it (in flight until now), and is logged."""
         self.body_bytes += bytes_up
         self.bytes_out += bytes_down
-        self.response_done = True
-        self.backend.in_flight -= 1
+        self._to(DONE)
         self._log()
 
     def upstream_write_paused(self) -> None:
@@ -564,6 +555,117 @@ class Exchange(Failover):
 
     def upstream_write_resumed(self) -> None:
         self.client.gate.resume(BACKPRESSURE)
+
+    # -- failures of a try: counted against the backend, retried when the policy allows -----
+    def upstream_failed(self, conn, reason: str, nothing_received: bool) -> None:
+        self.conn = None
+        attempts = self.attempts
+        if (nothing_received and conn.served > 1 and not self.has_body and self.method in IDEMPOTENT
+                and (attempts is None or not attempts.reconnected)):
+            # A pooled connection the backend closed as we reused it. The request may
+            # or may not have been seen; an idempotent one is safe to send once more
+            # on a fresh connection (RFC 9110 §9.2.2), anything else gets its 502.
+            if attempts is None:
+                self.attempts = attempts = Attempts(self.received_at, 0, False)
+            attempts.reconnected = True
+            self.connect()
+            return
+        if nothing_received:
+            if not self._retry(Failure.RESET_BEFORE_RESPONSE, reason):
+                self._answer_failure(502, reason)
+            return
+        if self.phase == SENT:
+            self._note_failure(reason)  # cut inside the head: no verdict was given yet
+        self._answer_failure(502, reason)
+
+    def upstream_invalid(self, conn, reason: str) -> None:
+        self.conn = None
+        self._note_failure(reason)
+        self._answer_failure(502, reason)
+
+    def upstream_timed_out(self, conn) -> None:
+        self.conn = None
+        reason = f"no response within {self._try_timeout():g}s"
+        if self.status or not self._retry(Failure.TIMEOUT, reason):
+            self._answer_failure(504, reason)
+
+    def connect_failed(self, reason: str) -> None:
+        if not self._retry(Failure.CONNECT_FAILED, reason):
+            self._answer_failure(502, reason)
+
+    def _retry_on_status(self, status: int) -> bool:
+        """A 502/503/504 from the backend: a gateway failure, retried when allowed."""
+        reason = f"status {status}"
+        self._note_failure(reason)
+        return self.pool.retry is not None and self._retry(Failure.STATUS, reason, status)
+
+    def _note_failure(self, reason: str) -> None:
+        """A gateway failure on the current backend: counted, and told to its pool."""
+        backend = self.backend
+        backend.failures += 1
+        backend.last_error = reason
+        self.pool.record(backend, False, monotonic())
+        if self.lease is not None:
+            self.lease.judged = True
+
+    def _retry(self, failure: Failure, reason: str, status: int | None = None) -> bool:
+        """Note the failure; schedule the next try when the retry policy allows one."""
+        if status is None:
+            self._note_failure(reason)
+        policy = self.pool.retry
+        if policy is None or self.response_started or self.phase >= DONE:
+            return False
+        attempts = self._attempts(policy)
+        decision = policy.decide(
+            self.method, self.header(b"idempotency-key") is not None, self.tries, failure,
+            not self.has_body or attempts.replay is not None, monotonic(), attempts.started_at,
+            self.pool.budget, self.pool.rng, status,
+        )
+        if not decision.retry:
+            return False
+        self._to(RETRYING)
+        self.client.gate.resume(BACKPRESSURE)  # the full buffer was the failed connection's
+        if not self.request_done:
+            self.client.gate.pause(CONNECTING)  # hold the body until the next try
+        attempts.schedule(self.client.loop, decision.delay, self.retry_now)
+        return True
+
+    def _attempts(self, policy) -> Attempts:
+        """The retry bookkeeping, made at the first failure of a request without a body
+        (one with a body has it from the start, for the replay). The first try counts."""
+        attempts = self.attempts
+        if attempts is None:
+            self.attempts = attempts = Attempts(self.received_at, policy.max_body, False)
+        if not attempts.tried and self.backend is not None:
+            attempts.tried = (self.backend,)
+        return attempts
+
+    def retry_now(self) -> None:
+        try:
+            self.try_backend()
+        except Exception as exc:  # a timer callback: nobody above us would answer the client
+            self.internal_error(exc, "retry")
+
+    def _try_timeout(self) -> float:
+        """The backend's allowance for this try: timeouts.response, or retry.per_try_timeout,
+        cut to what retry.deadline leaves (never below 1 ms, so the timer still fires)."""
+        response = self.runtime.settings.response_timeout
+        policy = self.pool.retry if self.pool is not None else None
+        if policy is None or (policy.per_try_timeout is None and policy.deadline is None):
+            return response
+        started = self.attempts.started_at if self.attempts is not None else self.received_at
+        timeout = policy.try_timeout(monotonic(), started)
+        return max(0.001, min(response, timeout if timeout is not None else response))
+
+    def _answer_failure(self, status: int, reason: str, filters: bool = True) -> None:
+        if self.response_started:
+            # Part of the body is out: the client must see a cut, not an invented end.
+            self.keep_alive = False
+            self.client.abort_response()
+            self.finish()
+            return
+        self.head_pending = None
+        self.respond_local(status, reason, filters=filters)
 
     # -- local answers and the end -------------------------------------------------
     def respond_local(self, status: int, detail: str | None = None, extra: bytes = b"",
@@ -594,7 +696,7 @@ class Exchange(Failover):
             "request_id": self.request_id.decode("latin-1"), "client": self.client_ip,
             "method": self.method.decode("latin-1"), "path": self.target.decode("latin-1"),
             "phase": where}})
-        if self.response_done:
+        if self.phase >= DONE:
             return
         conn = self.conn
         if conn is not None:
@@ -604,13 +706,12 @@ class Exchange(Failover):
         self._answer_failure(500, "internal error", filters=False)
 
     def finish(self) -> None:
-        if self.response_done:
+        """Phase finish: the response is fully written."""
+        if self.phase >= DONE:
             return
-        self.response_done = True
+        self._to(DONE)
         if self.has_body and not self.request_done:
             self.keep_alive = False
-        if self.backend is not None:
-            self.backend.in_flight -= 1
         self._log()
         # Whatever this exchange paused on the client's side ends with it.
         self.client.gate.resume(CONNECTING | BACKPRESSURE)
@@ -619,27 +720,22 @@ class Exchange(Failover):
     def _log(self) -> None:
         """Phase log: the chain's log hooks and the request metrics, once per exchange."""
         self.duration = monotonic() - self.received_at
-        metrics = self.client.server.request_metrics
+        metrics = self.client.request_metrics
         if self.chain.log or metrics is not None:
             run_log_phase(self, self.chain, metrics)
 
     def abort(self) -> None:
-        """The client went away: drop the backend connection mid-exchange."""
-        if self.response_done or self.aborted:
+        """The client went away (or was cut): drop the backend connection mid-exchange."""
+        if self.phase >= DONE or self.phase == TUNNEL:
             return
-        self.aborted = True
-        if self.retry_timer is not None:
-            self.retry_timer.cancel()
-            self.retry_timer = None
+        if self.attempts is not None:
+            self.attempts.cancel()
         conn = self.conn
         if conn is not None:
             self.conn = None
             conn.exchange = None
             conn.abort()
-        self.response_done = True
-        if self.backend is not None:
-            self.backend.in_flight -= 1
-            self.pool.release(self.backend, monotonic())  # frees a half-open probe slot
+        self._to(ABORTED)
         self._log()
 
 
@@ -659,17 +755,17 @@ def run_log_phase(exchange, chain, metrics) -> None:
                 "request_id": exchange.request_id.decode("latin-1"), "phase": "metrics"}})
 
 
-def _connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
+def _connected(exchange: Exchange, conn, error: str | None) -> None:
     try:
         _on_connected(exchange, conn, error)
     except Exception as exc:
         exchange.internal_error(exc, "connect")
 
 
-def _on_connected(exchange: Exchange, conn: "UpstreamConnection | None", error: str | None) -> None:
-    if exchange.aborted:
+def _on_connected(exchange: Exchange, conn, error: str | None) -> None:
+    if exchange.phase >= DONE:
         if conn is not None:
-            exchange.pool.connections[exchange.backend.id].release(conn)
+            exchange.pool.connections[exchange.backend.id].give_back(conn)
         return
     if conn is None:
         exchange.connect_failed(error or "connect failed")

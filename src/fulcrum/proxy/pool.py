@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.proxy.settings import ProxySettings
 from fulcrum.proxy.upstream import UpstreamConnection
-
-if TYPE_CHECKING:
-    from fulcrum.proxy.exchange import Exchange
 
 
 class ConnectionPool:
@@ -41,7 +38,7 @@ class ConnectionPool:
                 return conn
         return None
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def give_back(self, conn: UpstreamConnection) -> None:
         """Take a connection back after a clean exchange, or close it."""
         limit = self.settings.max_requests_per_connection
         if (
@@ -62,7 +59,7 @@ class ConnectionPool:
         except ValueError:
             pass
 
-    def connect(self, exchange: "Exchange", on_done: Callable[["Exchange", UpstreamConnection | None, str | None], None]) -> asyncio.Task:
+    def connect(self, exchange: object, on_done: Callable[[object, UpstreamConnection | None, str | None], None]) -> asyncio.Task:
         """Open a new connection for ``exchange``; ``on_done(exchange, conn, error)``."""
         task = self.loop.create_task(self._open())
 

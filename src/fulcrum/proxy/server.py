@@ -8,20 +8,36 @@ import itertools
 import logging
 import os
 import socket
+from typing import Protocol
 
 from fulcrum.config.model import parse_host_port
 from fulcrum.proxy.client import ClientConnection
-from fulcrum.runtime.state import Runtime
 
 log = logging.getLogger("fulcrum.proxy")
 
 SWEEP_INTERVAL = 1.0
 
 
+class ServedRuntime(Protocol):
+    """What the listener needs of a runtime (runtime/state.py builds it): the settings and
+    pools its connections use, the TLS contexts, and the start/stop/retire of a reload."""
+
+    settings: object
+    pools: dict
+    config: object
+    tls: object
+    resources: object
+
+    def start(self, checks: bool = True) -> None: ...
+    async def stop(self) -> None: ...
+    def retire(self, successor: "ServedRuntime") -> None: ...
+    def close(self) -> None: ...
+
+
 class ProxyServer:
     """Binds the client listener and serves it with the current runtime."""
 
-    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, runtime: ServedRuntime, loop: asyncio.AbstractEventLoop) -> None:
         self.runtime = runtime
         self.loop = loop
         self.connections: set[ClientConnection] = set()
@@ -109,7 +125,7 @@ class ProxyServer:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.runtime.start(self.active_checks)
 
-    async def _listen_tls(self, runtime: Runtime) -> asyncio.AbstractServer:
+    async def _listen_tls(self, runtime: ServedRuntime) -> asyncio.AbstractServer:
         host, port = parse_host_port(runtime.config.tls.listen)
         server = await self._listen(lambda: ClientConnection(self, tls=True), host, port, self.backlog,
                                     ssl=runtime.tls.context)  # handshakes bounded by timeouts.client_header
@@ -118,7 +134,7 @@ class ProxyServer:
         log.info("listening tls", extra={"fields": {"address": f"{host}:{bound}"}})
         return server
 
-    async def swap(self, runtime: Runtime) -> None:
+    async def swap(self, runtime: ServedRuntime) -> None:
         """Serve ``runtime`` from now on (a reload). New requests, on new and on kept-alive
         connections, use it; exchanges under way finish on the runtime they started with.
         A changed listen address is bound before anything changes (a failure raises OSError

@@ -14,12 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from fulcrum.proxy.client import ClientConnection
-    from fulcrum.proxy.exchange import Exchange
-    from fulcrum.proxy.upstream import UpstreamConnection
+
+class TunnelOwner(Protocol):
+    """The exchange that became the tunnel: it ends (and is logged) with it."""
+
+    request_id: bytes
+
+    def tunnel_closed(self, bytes_up: int, bytes_down: int) -> None: ...
+
+
+class TunnelClient(Protocol):
+    """The client connection whose transport the tunnel takes over."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def tunnel_closed(self) -> None: ...
+
+
+class TunnelUpstream(Protocol):
+    transport: asyncio.Transport
 
 log = logging.getLogger("fulcrum.proxy")
 
@@ -74,7 +90,7 @@ class Tunnel:
     __slots__ = ("exchange", "client", "client_side", "upstream_side", "loop", "idle_timeout",
                  "last_active", "timer", "closed", "bytes_up", "bytes_down", "send_timeout")
 
-    def __init__(self, exchange: "Exchange", client: "ClientConnection", upstream: "UpstreamConnection",
+    def __init__(self, exchange: TunnelOwner, client: TunnelClient, upstream: TunnelUpstream,
                  idle_timeout: float, send_timeout: float) -> None:
         self.exchange = exchange
         self.client = client

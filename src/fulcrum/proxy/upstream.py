@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-if TYPE_CHECKING:
-    from fulcrum.proxy.exchange import Exchange
-    from fulcrum.proxy.pool import ConnectionPool
+from fulcrum.http.headers import asks_websocket
 
 log = logging.getLogger("fulcrum.proxy")
 
@@ -25,6 +23,26 @@ PROGRESSED = -1
 # 1xx responses (100 Continue, 103 Early Hints) a backend may send before its final one;
 # more is a flood, and the response is invalid (502).
 MAX_INFORMATIONAL = 5
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection tells the exchange it serves (proxy/exchange.py)."""
+
+    upgrade: bytes | None   # the protocol asked for, when the request may become a tunnel
+
+    def on_informational(self, status: int, reason: bytes, headers: list) -> None: ...
+    def on_response_head(self, conn: "UpstreamConnection", status: int, reason: bytes,
+                         headers: list) -> bool: ...
+    def on_response_body(self, chunk: bytes) -> None: ...
+    def on_response_complete(self, conn: "UpstreamConnection") -> None: ...
+    def on_switching_protocols(self, conn: "UpstreamConnection", reason: bytes, headers: list) -> None: ...
+    def start_tunnel(self, conn: "UpstreamConnection", rest: bytes) -> None: ...
+    def upstream_failed(self, conn: "UpstreamConnection", reason: str, nothing_received: bool) -> None: ...
+    def upstream_invalid(self, conn: "UpstreamConnection", reason: str) -> None: ...
+    def upstream_timed_out(self, conn: "UpstreamConnection") -> None: ...
+    def upstream_write_paused(self) -> None: ...
+    def upstream_write_resumed(self) -> None: ...
+    def internal_error(self, exc: BaseException, where: str) -> None: ...
 
 
 class Discarded(Exception):
@@ -43,12 +61,12 @@ class UpstreamConnection(asyncio.Protocol):
         "budget", "head_done", "armed_at", "informational_count", "head_limit",
     )
 
-    def __init__(self, pool: "ConnectionPool") -> None:
+    def __init__(self, pool) -> None:  # proxy.pool.ConnectionPool: loop, settings, forget()
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
-        self.exchange: Exchange | None = None
+        self.exchange: ResponseSink | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
         self.in_head = False
@@ -115,7 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
                 (self.transport.abort if abort else self.transport.close)()
 
     # -- use by an exchange ------------------------------------------------
-    def attach(self, exchange: "Exchange", skip_body: bool) -> None:
+    def attach(self, exchange: ResponseSink, skip_body: bool) -> None:
         self.exchange = exchange
         self.complete = False
         self.informational = False
@@ -232,10 +250,15 @@ class UpstreamConnection(asyncio.Protocol):
     def _feed_bounded(self, data: bytes) -> None:
         """Feed ``data`` in pieces of at most the budget; a piece that brings no step further
         (a head or trailer that never ends) makes the response invalid (502)."""
+        fed = 0  # bytes of the caller's data fed before this piece
         while data:
             budget = self.budget
             piece = data[:budget]
-            self.parser.feed_data(piece)  # an upgrade's offset counts from piece, a prefix of data
+            try:
+                self.parser.feed_data(piece)
+            except HttpParserUpgrade as exc:
+                # The caller slices its own data with the offset: count from there.
+                raise HttpParserUpgrade(exc.args[0] + fed) from None
             if self.budget >= 0:  # no step further
                 if len(piece) < budget:
                     self.budget = budget - len(piece)
@@ -243,6 +266,7 @@ class UpstreamConnection(asyncio.Protocol):
                 raise HttpParserError(f"response head or trailers larger than {self.head_limit} bytes")
             self.budget = self.head_limit
             data = data[budget:]
+            fed += budget
             if self.complete or self.exchange is None:
                 if data:
                     self.reusable = False  # bytes beyond the response
@@ -251,7 +275,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._pass_body(self.exchange, data)
                 return
 
-    def _pass_body(self, exchange: "Exchange", data: bytes) -> None:
+    def _pass_body(self, exchange: ResponseSink, data: bytes) -> None:
         """The rest of a Content-Length body: counted and passed on without llhttp,
         which would only copy it again. Bytes beyond it mark the connection unusable."""
         left = self.body_left
@@ -268,7 +292,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = HttpResponseParser(self)  # the old one still waits for the body
         self._completed(exchange)
 
-    def _completed(self, exchange: "Exchange") -> None:
+    def _completed(self, exchange: ResponseSink) -> None:
         self.exchange = None
         self.deadline = None
         exchange.on_response_complete(self)
@@ -307,6 +331,9 @@ class UpstreamConnection(asyncio.Protocol):
             if status == 101:
                 if exchange.upgrade is None:
                     raise HttpParserError("101 Switching Protocols without an upgrade request")
+                if not any(n.lower() == b"upgrade" and asks_websocket(v) for n, v in self.headers):
+                    # RFC 9110 §7.8: never a protocol the client did not ask for.
+                    raise HttpParserError("101 Switching Protocols to a protocol the client did not ask for")
                 self.upgraded = True
                 exchange.on_switching_protocols(self, self.reason, self.headers)
                 return

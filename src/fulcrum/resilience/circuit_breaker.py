@@ -81,7 +81,7 @@ class CircuitBreaker:
         "failure_threshold", "failure_ratio", "min_requests", "reset_timeout",
         "half_open_requests", "on_change",
         # state
-        "_state", "counts", "probes_in_flight", "retry_at",
+        "_state", "counts", "probes_in_flight", "retry_at", "episode",
         # status counters
         "consecutive_failures", "last_transition_at", "last_reason", "opened_total",
     )
@@ -119,6 +119,9 @@ class CircuitBreaker:
         self.counts = RollingCounts(window, buckets, columns=2)
         self.probes_in_flight = 0
         self.retry_at: float | None = None  # when OPEN: first time a probe is admitted
+        # Counts the times the breaker went HALF_OPEN: a request admitted in another episode
+        # (before, while CLOSED) holds no probe slot of this one (see ``release``).
+        self.episode = 0
 
         self.consecutive_failures = 0
         self.last_transition_at: float | None = None
@@ -188,8 +191,12 @@ class CircuitBreaker:
             self.probes_in_flight -= 1
             self._fire(BreakerEvent.PROBE_FAILED, now, "probe failed")
 
-    def release(self, now: float) -> None:
-        """An admitted request ended with no verdict; free its probe slot if it had one."""
+    def release(self, now: float, episode: int | None = None) -> None:
+        """An admitted request ended with no verdict; free its probe slot if it had one.
+        ``episode``: the breaker's ``episode`` when the request was admitted; a request of
+        another episode held no slot of this one, so its end frees nothing."""
+        if episode is not None and episode != self.episode:
+            return
         if self._state is HALF_OPEN and self.probes_in_flight:
             self.probes_in_flight -= 1
 
@@ -226,6 +233,7 @@ class CircuitBreaker:
             self.opened_total += 1
         elif new is HALF_OPEN:
             self.retry_at = min(self.retry_at, now)  # type: ignore[type-var]  # earlier after a check
+            self.episode += 1
         elif new is CLOSED:
             self.retry_at = None
             self.consecutive_failures = 0

@@ -21,6 +21,7 @@ from typing import Callable
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.balancing.base import RequestInfo, Strategy
+from fulcrum.balancing.lease import Lease
 from fulcrum.health.checker import ActiveChecker
 from fulcrum.health.state import Health, Transition
 from fulcrum.proxy.pool import ConnectionPool
@@ -79,6 +80,15 @@ class Pool(Membership):
             return backend  # the common case: one strategy call, three cheap checks
         return self._pick_again(request, backend, exclude)
 
+    def lease(self, request: RequestInfo, exclude: tuple[Backend, ...] = ()) -> Lease | None:
+        """Pick a backend for one try and take it: in flight until the lease ends. Avoids
+        ``exclude`` (backends tried already) when another one can take the request, else
+        tries the same again; None when no backend may take it."""
+        backend = self.pick(request, exclude)
+        if backend is None and exclude:
+            backend = self.pick(request)
+        return None if backend is None else Lease(backend)
+
     def _admits(self, backend: Backend) -> bool:
         if self.max_in_flight and backend.in_flight >= self.max_in_flight:
             return False
@@ -132,11 +142,6 @@ class Pool(Membership):
                 "reason": "consecutive gateway failures"}})
         if changed:
             self.refresh(now)
-
-    def release(self, backend: Backend, now: float) -> None:
-        """A request ended with no verdict (the client left): free a probe slot."""
-        if backend.breaker is not None:
-            backend.breaker.release(now)
 
     def set_healthy(self, backend: Backend, healthy: bool) -> None:
         backend.healthy = healthy

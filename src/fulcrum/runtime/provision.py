@@ -23,7 +23,7 @@ from fulcrum.config.errors import ConfigError, origin_note, problems_from_valida
 from fulcrum.config.load import format_problem
 from fulcrum.config.model import Config
 from fulcrum.filters.builder import FilterBuilder
-from fulcrum.filters.client_ip import TrustedProxies
+from fulcrum.http.client_address import TrustedProxies
 from fulcrum.filters.resources import Resources
 from fulcrum.proxy.pool import ConnectionPool
 from fulcrum.proxy.routing import Route, Router
@@ -80,8 +80,8 @@ def provision(config: Config, source: str = "config.yaml",
         raise ConfigError(problems)
     filters.commit()
     routes = [
-        Route(Destination(r.name or r.pool, pools[r.pool], route_chain),
-              host=r.host, path_prefix=r.path_prefix, headers=r.headers)
+        Route(Destination(r.label, pools[r.pool] if r.pool else None, route_chain),
+              host=r.host, path_prefix=r.path_prefix, headers=r.headers, methods=r.methods, query=r.query)
         for r, route_chain in zip(config.routes, route_chains)
     ]
     default = None

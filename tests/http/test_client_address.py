@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from fulcrum.filters.client_ip import TrustedProxies, client_ip, parse_node
+from fulcrum.http.client_address import TrustedProxies, client_ip, parse_node
 
 TRUSTED = TrustedProxies(["10.0.0.0/8", "192.168.1.1", "2001:db8:ffff::/48"])
 LB1, LB2 = "10.0.0.1", "10.0.0.2"

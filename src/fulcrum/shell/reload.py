@@ -9,7 +9,7 @@ A changed file is read only once it has stayed the same (size, mtime and content
 happens to parse. Writers should still replace it atomically (write a temporary file, then
 rename it over the config).
 
-What carries over (config/provision.py): backends that stay keep their pooled connections,
+What carries over (runtime/provision.py): backends that stay keep their pooled connections,
 in-flight counts, latency, health and breaker state; unchanged filters keep their state
 (rate-limit buckets). In-flight exchanges and open tunnels finish on what they started with.
 Removed backends drain: their exchanges finish, their idle connections close. Log settings
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_config, read_text
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.observability.logging import setup_logging
 
 if TYPE_CHECKING:

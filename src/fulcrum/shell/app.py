@@ -5,7 +5,7 @@ The admin API's web framework takes about half a second to import, so it is
 imported on a worker thread while the proxy already serves; the "admin
 listening" line follows the "listening" one.
 
-Reloads (runtime/reload.py) come from SIGHUP, the config file changing and the
+Reloads (shell/reload.py) come from SIGHUP, the config file changing and the
 admin API, one at a time.
 
 Shutdown is a fixed sequence: stop accepting, close idle keep-alive
@@ -24,11 +24,11 @@ from fulcrum import __version__
 from fulcrum.admin.exposure import InsecureAdminListener, check_exposure
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
-from fulcrum.config.provision import provision
+from fulcrum.runtime.provision import provision
 from fulcrum.observability.metrics import Metrics
 from fulcrum.proxy.server import ProxyServer
 from fulcrum.runtime import fd_budget
-from fulcrum.runtime.reload import Reloader, ReloadResult
+from fulcrum.shell.reload import Reloader, ReloadResult
 
 log = logging.getLogger("fulcrum")
 

@@ -1,0 +1,196 @@
+"""The request side of a proxy, as pure functions: from a parsed request head to what the
+backend is sent (RFC 9110 §7.6, RFC 9112 §3, §6). No I/O, no clock, no configuration
+object: the caller passes the few numbers it needs and gets bytes and facts back.
+
+``plan_request`` judges the head (raising HttpError for anything ambiguous) and returns a
+``RequestPlan``; ``upstream_head`` serialises the head for the backend from a plan and what
+only the connection knows (the client's address, the scheme, the request id). Invariants:
+hop-by-hop headers go by name, never by line, and no Connection token can drop the request
+line, Host, the framing headers or the forwarding headers Fulcrum writes itself.
+"""
+from __future__ import annotations
+
+import re
+
+from fulcrum.http.errors import BadRequest, HttpError
+from fulcrum.http.headers import (
+    CONNECTION, CONTENT_LENGTH, FORWARDED_FOR, HOST, PEER, REQUEST_HEADERS, REQUEST_ID,
+    TRANSFER_ENCODING, asks_websocket, check_transfer_encoding, named_by_connection,
+    split_absolute_form, valid_authority, without_named,
+)
+
+# A client's X-Request-ID is kept only when it is 1-200 visible ASCII characters: it is
+# echoed into logs and responses, where a space or a line break could forge a field or a line.
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
+ALLOW = b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_WEBSOCKET = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+
+
+class RequestPlan:
+    """What the backend gets for one request head, and what the head said about its body.
+
+    ``lines`` are the header lines passed on (``Name: value\\r\\n``), without Host, the
+    framing and forwarding headers and the hop-by-hop ones; ``peer_lines`` the client's
+    Forwarded / X-Real-IP lines, passed on only by the caller's policy. ``framing`` is the
+    Content-Length or Transfer-Encoding line for the backend (or b""); ``upgrade`` is
+    b"websocket" when the request may become a tunnel.
+    """
+
+    __slots__ = ("target", "host", "lines", "peer_lines", "framing", "has_body", "chunked",
+                 "content_length", "upgrade", "request_id", "forwarded_for")
+
+    def __init__(self, target: bytes, host: bytes, lines: list[bytes], peer_lines: list[bytes] | None,
+                 framing: bytes, has_body: bool, chunked: bool, content_length: int,
+                 upgrade: bytes | None, request_id: bytes, forwarded_for: list[bytes]) -> None:
+        self.target = target
+        self.host = host
+        self.lines = lines
+        self.peer_lines = peer_lines
+        self.framing = framing
+        self.has_body = has_body
+        self.chunked = chunked
+        self.content_length = content_length
+        self.upgrade = upgrade
+        self.request_id = request_id
+        self.forwarded_for = forwarded_for
+
+
+def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
+                 upgrade: bool, max_body_size: int, known_host: bytes = b"") -> RequestPlan:
+    """Judge a parsed request head and plan what the backend is sent.
+
+    ``upgrade``: llhttp saw ``Connection: upgrade``. Only a GET without a body whose Upgrade
+    lists ``websocket`` may become a tunnel, and only ``websocket`` is passed on; any other
+    upgrade request is an ordinary one without its upgrade headers. ``known_host``: a Host
+    value already found valid on this connection (keep-alive repeats it; skips the check).
+    Raises HttpError: 400 for anything ambiguous, 405 for CONNECT, 413 for a Content-Length
+    over ``max_body_size`` (0 = no limit).
+    """
+    if method == b"CONNECT":
+        raise HttpError(405, "CONNECT is not proxied", ALLOW)
+    if b"#" in target:
+        raise BadRequest("a request target carries no fragment (#)")
+    authority = None
+    if target[:1] != b"/":
+        if target[:4].lower() == b"http":
+            authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
+        elif target != b"*" or method != b"OPTIONS":
+            raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
+    lines: list[bytes] = []
+    hosts: list[bytes] = []
+    forwarded_for: list[bytes] = []
+    te: list[bytes] = []
+    content_length: bytes | None = None
+    named: set[bytes] | None = None
+    peer_lines: list[bytes] | None = None
+    request_id = b""
+    for name, value in headers:
+        kind = REQUEST_HEADERS.get(name.lower())
+        if kind is None:
+            if b"_" in name and _spelled_as_ours(name):
+                continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
+            lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == HOST:
+            hosts.append(value)
+        elif kind == CONTENT_LENGTH:
+            content_length = value
+        elif kind == TRANSFER_ENCODING:
+            te.append(value)
+        elif kind == FORWARDED_FOR:
+            forwarded_for.append(value)
+        elif kind == REQUEST_ID:
+            if _REQUEST_ID.fullmatch(value):
+                request_id = value
+        elif kind == CONNECTION:
+            tokens = named_by_connection(value)
+            if tokens:
+                named = tokens if named is None else named | tokens
+        elif kind == PEER:
+            if peer_lines is None:
+                peer_lines = []
+            peer_lines.append(b"%s: %s\r\n" % (name, value))
+    if len(hosts) > 1:
+        raise BadRequest("more than one Host header")
+    if hosts:
+        host = hosts[0]
+        if host != known_host and not valid_authority(host):
+            raise BadRequest("invalid Host header")
+    elif http11:
+        raise BadRequest("missing Host header")
+    else:
+        host = b""
+    if authority is not None:
+        host = authority  # the target's authority wins over Host
+    if named:
+        lines = without_named(lines, named)
+        if peer_lines:
+            peer_lines = without_named(peer_lines, named)
+    framing = b""
+    has_body = chunked = False
+    length = 0
+    if te:
+        check_transfer_encoding(te)
+        framing, has_body, chunked = _CHUNKED, True, True
+    elif content_length is not None:
+        length = int(content_length)  # llhttp has checked it is decimal and single
+        if max_body_size and length > max_body_size:
+            raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
+        framing, has_body = b"Content-Length: %s\r\n" % content_length, length > 0
+    tunnel = None
+    if upgrade and method == b"GET" and not has_body:
+        for name, value in headers:
+            if name.lower() == b"upgrade" and asks_websocket(value):
+                tunnel = b"websocket"
+                break
+    return RequestPlan(target, host, lines, peer_lines, framing, has_body, chunked, length,
+                       tunnel, request_id, forwarded_for)
+
+
+def _spelled_as_ours(name: bytes) -> bool:
+    """True for a name that some servers (CGI, WSGI) read as a header Fulcrum owns or polices,
+    because they map '_' and '-' alike: ``X_Forwarded_For``, ``X_Real_IP``. Such a header
+    would pass every rule written for the real one, so it is dropped."""
+    return REQUEST_HEADERS.get(name.lower().replace(b"_", b"-")) is not None
+
+
+def upstream_head(method: bytes, target: bytes, host: bytes, lines: list[bytes], plan: RequestPlan,
+                  client_ip: bytes, https: bool, request_id: bytes, peer_lines: bool = False) -> bytes:
+    """The head the backend is sent: request line, Host, the passed lines (and the peer's
+    forwarding lines when ``peer_lines``), framing, the upgrade, then Fulcrum's forwarding
+    headers. ``host`` is the plan's, or the backend's authority for a request without one."""
+    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, host)]
+    parts += lines
+    if peer_lines and plan.peer_lines:
+        parts += plan.peer_lines
+    if plan.framing:
+        parts.append(plan.framing)
+    if plan.upgrade is not None:
+        parts.append(_WEBSOCKET)
+    forwarded_for = plan.forwarded_for
+    xff = b", ".join(forwarded_for) + b", " + client_ip if forwarded_for else client_ip
+    if plan.host:
+        parts.append(b"X-Forwarded-Host: %s\r\n" % plan.host)
+    parts.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n\r\n"
+                 % (xff, b"https" if https else b"http", request_id))
+    return b"".join(parts)
+
+
+def backend_authority(host: str, port: int) -> bytes:
+    """``host[:port]`` for a Host header naming a backend (port 80 left out; IPv6 bracketed)."""
+    if ":" in host:
+        host = f"[{host}]"
+    return (host if port == 80 else f"{host}:{port}").encode()
+
+
+def header_pairs(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """``Name: value\\r\\n`` lines back to ``(name, value)`` pairs (names hold no colon)."""
+    pairs = []
+    for line in lines:
+        name, _, value = line[:-2].partition(b": ")
+        pairs.append((name, value))
+    return pairs
+
+
+def header_lines(pairs) -> list[bytes]:
+    return [b"%s: %s\r\n" % (name, value) for name, value in pairs]

@@ -1,0 +1,1 @@
+"""The process shell: one process serving the proxy with its admin API, signals and reloads (app), and the reload sequence (reload). It sits on top of runtime/, proxy/ and admin/; cluster/ is its multi-process form."""
