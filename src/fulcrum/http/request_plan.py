@@ -30,19 +30,103 @@ _WEBSOCKET = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
 class RequestPlan:
     """What the backend gets for one request head, and what the head said about its body.
 
-    ``lines`` are the header lines passed on (``Name: value\\r\\n``), without Host, the
+    ``lines`` are the header lines passed on (``Name: value\r\n``), without Host, the
     framing and forwarding headers and the hop-by-hop ones; ``peer_lines`` the client's
     Forwarded / X-Real-IP lines, passed on only by the caller's policy. ``framing`` is the
     Content-Length or Transfer-Encoding line for the backend (or b""); ``upgrade`` is
-    b"websocket" when the request may become a tunnel.
+    b"websocket" when the request may become a tunnel. Built by ``plan_request``.
     """
 
     __slots__ = ("target", "host", "lines", "peer_lines", "framing", "has_body", "chunked",
                  "content_length", "upgrade", "request_id", "forwarded_for")
 
-    def __init__(self, target: bytes, host: bytes, lines: list[bytes], peer_lines: list[bytes] | None,
-                 framing: bytes, has_body: bool, chunked: bool, content_length: int,
-                 upgrade: bytes | None, request_id: bytes, forwarded_for: list[bytes]) -> None:
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
+                 upgrade: bool, max_body_size: int, known_host: bytes = b"") -> None:
+        """Judge a parsed request head and plan what the backend is sent.
+
+        ``upgrade``: llhttp saw ``Connection: upgrade``. Only a GET without a body whose Upgrade
+        lists ``websocket`` may become a tunnel, and only ``websocket`` is passed on; any other
+        upgrade request is an ordinary one without its upgrade headers. ``known_host``: a Host
+        value already found valid on this connection (keep-alive repeats it; skips the check).
+        Raises HttpError: 400 for anything ambiguous, 405 for CONNECT, 413 for a Content-Length
+        over ``max_body_size`` (0 = no limit).
+        """
+        if method == b"CONNECT":
+            raise HttpError(405, "CONNECT is not proxied", ALLOW)
+        if b"#" in target:
+            raise BadRequest("a request target carries no fragment (#)")
+        authority = None
+        if target[:1] != b"/":
+            if target[:4].lower() == b"http":
+                authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
+            elif target != b"*" or method != b"OPTIONS":
+                raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
+        lines: list[bytes] = []
+        hosts: list[bytes] = []
+        forwarded_for: list[bytes] = []
+        te: list[bytes] = []
+        content_length: bytes | None = None
+        named: set[bytes] | None = None
+        peer_lines: list[bytes] | None = None
+        request_id = b""
+        for name, value in headers:
+            kind = REQUEST_HEADERS.get(name.lower())
+            if kind is None:
+                if b"_" in name and _spelled_as_ours(name):
+                    continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
+                lines.append(b"%s: %s\r\n" % (name, value))
+            elif kind == HOST:
+                hosts.append(value)
+            elif kind == CONTENT_LENGTH:
+                content_length = value
+            elif kind == TRANSFER_ENCODING:
+                te.append(value)
+            elif kind == FORWARDED_FOR:
+                forwarded_for.append(value)
+            elif kind == REQUEST_ID:
+                if _REQUEST_ID.fullmatch(value):
+                    request_id = value
+            elif kind == CONNECTION:
+                tokens = named_by_connection(value)
+                if tokens:
+                    named = tokens if named is None else named | tokens
+            elif kind == PEER:
+                if peer_lines is None:
+                    peer_lines = []
+                peer_lines.append(b"%s: %s\r\n" % (name, value))
+        if len(hosts) > 1:
+            raise BadRequest("more than one Host header")
+        if hosts:
+            host = hosts[0]
+            if host != known_host and not valid_authority(host):
+                raise BadRequest("invalid Host header")
+        elif http11:
+            raise BadRequest("missing Host header")
+        else:
+            host = b""
+        if authority is not None:
+            host = authority  # the target's authority wins over Host
+        if named:
+            lines = without_named(lines, named)
+            if peer_lines:
+                peer_lines = without_named(peer_lines, named)
+        framing = b""
+        has_body = chunked = False
+        length = 0
+        if te:
+            check_transfer_encoding(te)
+            framing, has_body, chunked = _CHUNKED, True, True
+        elif content_length is not None:
+            length = int(content_length)  # llhttp has checked it is decimal and single
+            if max_body_size and length > max_body_size:
+                raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
+            framing, has_body = b"Content-Length: %s\r\n" % content_length, length > 0
+        tunnel = None
+        if upgrade and method == b"GET" and not has_body:
+            for name, value in headers:
+                if name.lower() == b"upgrade" and asks_websocket(value):
+                    tunnel = b"websocket"
+                    break
         self.target = target
         self.host = host
         self.lines = lines
@@ -50,101 +134,14 @@ class RequestPlan:
         self.framing = framing
         self.has_body = has_body
         self.chunked = chunked
-        self.content_length = content_length
-        self.upgrade = upgrade
+        self.content_length = length
+        self.upgrade = tunnel
         self.request_id = request_id
         self.forwarded_for = forwarded_for
 
 
-def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
-                 upgrade: bool, max_body_size: int, known_host: bytes = b"") -> RequestPlan:
-    """Judge a parsed request head and plan what the backend is sent.
-
-    ``upgrade``: llhttp saw ``Connection: upgrade``. Only a GET without a body whose Upgrade
-    lists ``websocket`` may become a tunnel, and only ``websocket`` is passed on; any other
-    upgrade request is an ordinary one without its upgrade headers. ``known_host``: a Host
-    value already found valid on this connection (keep-alive repeats it; skips the check).
-    Raises HttpError: 400 for anything ambiguous, 405 for CONNECT, 413 for a Content-Length
-    over ``max_body_size`` (0 = no limit).
-    """
-    if method == b"CONNECT":
-        raise HttpError(405, "CONNECT is not proxied", ALLOW)
-    if b"#" in target:
-        raise BadRequest("a request target carries no fragment (#)")
-    authority = None
-    if target[:1] != b"/":
-        if target[:4].lower() == b"http":
-            authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
-        elif target != b"*" or method != b"OPTIONS":
-            raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
-    lines: list[bytes] = []
-    hosts: list[bytes] = []
-    forwarded_for: list[bytes] = []
-    te: list[bytes] = []
-    content_length: bytes | None = None
-    named: set[bytes] | None = None
-    peer_lines: list[bytes] | None = None
-    request_id = b""
-    for name, value in headers:
-        kind = REQUEST_HEADERS.get(name.lower())
-        if kind is None:
-            if b"_" in name and _spelled_as_ours(name):
-                continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
-            lines.append(b"%s: %s\r\n" % (name, value))
-        elif kind == HOST:
-            hosts.append(value)
-        elif kind == CONTENT_LENGTH:
-            content_length = value
-        elif kind == TRANSFER_ENCODING:
-            te.append(value)
-        elif kind == FORWARDED_FOR:
-            forwarded_for.append(value)
-        elif kind == REQUEST_ID:
-            if _REQUEST_ID.fullmatch(value):
-                request_id = value
-        elif kind == CONNECTION:
-            tokens = named_by_connection(value)
-            if tokens:
-                named = tokens if named is None else named | tokens
-        elif kind == PEER:
-            if peer_lines is None:
-                peer_lines = []
-            peer_lines.append(b"%s: %s\r\n" % (name, value))
-    if len(hosts) > 1:
-        raise BadRequest("more than one Host header")
-    if hosts:
-        host = hosts[0]
-        if host != known_host and not valid_authority(host):
-            raise BadRequest("invalid Host header")
-    elif http11:
-        raise BadRequest("missing Host header")
-    else:
-        host = b""
-    if authority is not None:
-        host = authority  # the target's authority wins over Host
-    if named:
-        lines = without_named(lines, named)
-        if peer_lines:
-            peer_lines = without_named(peer_lines, named)
-    framing = b""
-    has_body = chunked = False
-    length = 0
-    if te:
-        check_transfer_encoding(te)
-        framing, has_body, chunked = _CHUNKED, True, True
-    elif content_length is not None:
-        length = int(content_length)  # llhttp has checked it is decimal and single
-        if max_body_size and length > max_body_size:
-            raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
-        framing, has_body = b"Content-Length: %s\r\n" % content_length, length > 0
-    tunnel = None
-    if upgrade and method == b"GET" and not has_body:
-        for name, value in headers:
-            if name.lower() == b"upgrade" and asks_websocket(value):
-                tunnel = b"websocket"
-                break
-    return RequestPlan(target, host, lines, peer_lines, framing, has_body, chunked, length,
-                       tunnel, request_id, forwarded_for)
+# Judge a parsed head and plan what the backend is sent: the plan is built in one step.
+plan_request = RequestPlan
 
 
 def _spelled_as_ours(name: bytes) -> bool:

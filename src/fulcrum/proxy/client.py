@@ -115,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
         "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
         "budget", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
-        "handshake_until", "head_limit", "valid_host", "request_metrics",
+        "handshake_until", "head_limit", "valid_host", "request_metrics", "next_request_id",
     )
 
     def __init__(self, server: Listener, tls: bool = False) -> None:
@@ -156,6 +156,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_limit = self.budget = self.settings.max_header_bytes
         self.valid_host = b""   # the last Host that passed the check (keep-alive repeats it)
         self.request_metrics = server.request_metrics  # observability's recorder, or None
+        self.next_request_id = server.next_request_id  # for the exchanges (Downstream)
         self.upgrading = False  # an upgrade request with a body that is no tunnel: read its body
         self.trusted_by = None  # the TrustedProxies that peer_trusted was computed against
         self.peer_trusted = False
@@ -442,7 +443,10 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive:
             self._close()
             return
-        self._advance()
+        if self.queue or self.gate.paused_by:
+            self._advance()
+        elif self.wait == _NONE and self.receiving is None:
+            self._wait(_IDLE, self.settings.client_idle_timeout)  # _advance's end, the common case
 
     def _reject(self, status: int, reason: str, headers: bytes = b"") -> None:
         """Answer a bad request in its turn and close; read nothing more."""
@@ -514,9 +518,6 @@ class ClientConnection(asyncio.Protocol):
         current = self.current
         if isinstance(current, Exchange) and current.conn is not None:
             current.conn.resume_reading()
-
-    def next_request_id(self) -> bytes:
-        return self.server.next_request_id()
 
     def trusts_peer(self, trusted) -> bool:
         """Whether the peer is one of ``trusted`` (the runtime's proxies), worked out once per

@@ -245,40 +245,39 @@ class Exchange:
 
     # -- phases: route → request filters → upstream request → pick (at the head of the line)
     def start(self) -> None:
+        """Phases route → request filters → upstream request → pick, once this exchange is at
+        the head of its connection's line."""
         try:
-            self._start()
+            runtime = self.runtime
+            destination = runtime.single or runtime.router.match(
+                host_without_port(self.host) if self.host else "", self.target, self.header, self.method
+            ) or runtime.unrouted
+            self.route = destination.name
+            self.chain = chain = destination.chain
+            if chain.request:
+                for hook in chain.request:
+                    reply = hook(self)
+                    if reply is not None:
+                        self.respond_local(reply.status, reply.detail, reply.header_bytes)
+                        return
+            pool = destination.pool
+            if pool is None:
+                self.respond_local(404)
+                return
+            self.pool = pool
+            if chain.upstream_request:
+                self._upstream_request(chain.upstream_request)
+            retry = pool.retry
+            if retry is not None:
+                if pool.budget is not None:
+                    pool.budget.record_request(monotonic())
+                if self.has_body:  # kept from the first byte, for a replay on another backend
+                    self.attempts = attempts = Attempts(self.received_at, retry.max_body, True)
+                    if self.pending_body:
+                        attempts.keep(self.pending_body)
+            self.try_backend()
         except Exception as exc:  # recovery: a bug costs this request a 500, nothing more
             self.internal_error(exc, "start")
-
-    def _start(self) -> None:
-        runtime = self.runtime
-        destination = runtime.single or runtime.router.match(
-            host_without_port(self.host) if self.host else "", self.target, self.header, self.method
-        ) or runtime.unrouted
-        self.route = destination.name
-        self.chain = chain = destination.chain
-        if chain.request:
-            for hook in chain.request:
-                reply = hook(self)
-                if reply is not None:
-                    self.respond_local(reply.status, reply.detail, reply.header_bytes)
-                    return
-        pool = destination.pool
-        if pool is None:
-            self.respond_local(404)
-            return
-        self.pool = pool
-        if chain.upstream_request:
-            self._upstream_request(chain.upstream_request)
-        retry = pool.retry
-        if retry is not None:
-            if pool.budget is not None:
-                pool.budget.record_request(monotonic())
-            if self.has_body:  # kept from the first byte, for a replay on another backend
-                self.attempts = attempts = Attempts(self.received_at, retry.max_body, True)
-                if self.pending_body:
-                    attempts.keep(self.pending_body)
-        self.try_backend()
 
     def _upstream_request(self, hooks) -> None:
         """Phase upstream request: the route's rewrites and the filters' hooks change method,
@@ -362,7 +361,9 @@ class Exchange:
             # The backend's silence is timed from the end of the request: a slow
             # upload is the client's doing (timeouts.client_body), not the backend's.
             conn.arm_response_timer(self._try_timeout())
-        self.client.gate.resume(CONNECTING)
+        gate = self.client.gate
+        if gate.paused_by:
+            gate.resume(CONNECTING)
 
     def _frame_body(self, chunk: bytes) -> tuple[bytes, ...]:
         if self.chunked:
@@ -714,7 +715,9 @@ class Exchange:
             self.keep_alive = False
         self._log()
         # Whatever this exchange paused on the client's side ends with it.
-        self.client.gate.resume(CONNECTING | BACKPRESSURE)
+        gate = self.client.gate
+        if gate.paused_by:
+            gate.resume(CONNECTING | BACKPRESSURE)
         self.client.exchange_done(self)
 
     def _log(self) -> None:

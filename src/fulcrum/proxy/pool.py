@@ -48,7 +48,8 @@ class ConnectionPool:
         ):
             conn.close()
             return
-        conn.resume_reading()
+        if conn.read_paused:
+            conn.resume_reading()
         conn.idle_since = self.loop.time()
         self.idle.append(conn)
 

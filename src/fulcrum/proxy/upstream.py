@@ -245,7 +245,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.complete and self.exchange is exchange:  # (not already ended by _pass_body)
             if self.skip_body:
                 self.parser = HttpResponseParser(self)  # llhttp still expects a HEAD body
-            self._completed(exchange)
+            self.exchange = None
+            self.deadline = None
+            exchange.on_response_complete(self)
 
     def _feed_bounded(self, data: bytes) -> None:
         """Feed ``data`` in pieces of at most the budget; a piece that brings no step further

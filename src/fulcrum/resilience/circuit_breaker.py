@@ -80,8 +80,8 @@ class CircuitBreaker:
         # configuration
         "failure_threshold", "failure_ratio", "min_requests", "reset_timeout",
         "half_open_requests", "on_change",
-        # state
-        "_state", "counts", "probes_in_flight", "retry_at", "episode",
+        # state (``state`` is read freely; only _fire writes it, through _TRANSITIONS)
+        "state", "counts", "probes_in_flight", "retry_at", "episode",
         # status counters
         "consecutive_failures", "last_transition_at", "last_reason", "opened_total",
     )
@@ -115,7 +115,7 @@ class CircuitBreaker:
         self.half_open_requests = half_open_requests
         self.on_change = on_change
 
-        self._state = CLOSED
+        self.state = CLOSED
         self.counts = RollingCounts(window, buckets, columns=2)
         self.probes_in_flight = 0
         self.retry_at: float | None = None  # when OPEN: first time a probe is admitted
@@ -128,13 +128,10 @@ class CircuitBreaker:
         self.last_reason = ""
         self.opened_total = 0
 
-    @property
-    def state(self) -> BreakerState:
-        return self._state
 
     def allow(self, now: float) -> bool:
         """Admit a request now? A True from HALF_OPEN takes a probe slot."""
-        state = self._state
+        state = self.state
         if state is CLOSED:
             return True
         if state is OPEN:
@@ -148,7 +145,7 @@ class CircuitBreaker:
 
     def available(self, now: float) -> bool:
         """Would ``allow(now)`` admit a request? Changes nothing."""
-        state = self._state
+        state = self.state
         if state is CLOSED:
             return True
         if state is OPEN:
@@ -161,7 +158,7 @@ class CircuitBreaker:
         backend. True if the breaker moved. A breaker that opened after ``checked_at`` stays
         OPEN (that check predates the failures that opened it); CLOSED and HALF_OPEN are
         left alone, so a passing check never closes a breaker: only a request does."""
-        if self._state is not OPEN:
+        if self.state is not OPEN:
             return False
         if checked_at is not None and checked_at < self.last_transition_at:  # type: ignore[operator]
             return False
@@ -171,7 +168,7 @@ class CircuitBreaker:
     def record_success(self, now: float) -> None:
         """An admitted request got a good response."""
         self.consecutive_failures = 0
-        state = self._state
+        state = self.state
         if state is CLOSED:
             self.counts.add(now, _REQUESTS)
         elif state is HALF_OPEN and self.probes_in_flight:
@@ -181,7 +178,7 @@ class CircuitBreaker:
     def record_failure(self, now: float) -> None:
         """An admitted request failed (connect error, reset, timeout, 5xx...)."""
         self.consecutive_failures += 1
-        state = self._state
+        state = self.state
         if state is CLOSED:
             counts = self.counts
             counts.add(now, _REQUESTS)
@@ -197,7 +194,7 @@ class CircuitBreaker:
         another episode held no slot of this one, so its end frees nothing."""
         if episode is not None and episode != self.episode:
             return
-        if self._state is HALF_OPEN and self.probes_in_flight:
+        if self.state is HALF_OPEN and self.probes_in_flight:
             self.probes_in_flight -= 1
 
     def _check_trip(self, now: float) -> None:
@@ -220,11 +217,11 @@ class CircuitBreaker:
             self._fire(BreakerEvent.TRIP, now, reason)
 
     def _fire(self, event: BreakerEvent, now: float, reason: str) -> None:
-        old = self._state
+        old = self.state
         new = _TRANSITIONS.get((old, event))
         if new is None:
             raise RuntimeError(f"circuit breaker: no transition from {old.value} on {event.value}")
-        self._state = new
+        self.state = new
         self.last_transition_at = now
         self.last_reason = reason
         self.probes_in_flight = 0
@@ -243,6 +240,6 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return (
-            f"CircuitBreaker(state={self._state.value}, consecutive_failures={self.consecutive_failures},"
+            f"CircuitBreaker(state={self.state.value}, consecutive_failures={self.consecutive_failures},"
             f" probes_in_flight={self.probes_in_flight}, retry_at={self.retry_at})"
         )

@@ -76,8 +76,14 @@ class Pool(Membership):
         backend = self.strategy.pick(request)
         if backend is None:
             return None
-        if not exclude and backend.ramp == 1.0 and self._admits(backend):
-            return backend  # the common case: one strategy call, three cheap checks
+        if not exclude and backend.ramp == 1.0:
+            # The common case, _admits inlined: one strategy call and three cheap checks.
+            breaker = backend.breaker
+            if ((breaker is None or breaker.state is CLOSED)
+                    and (not self.max_in_flight or backend.in_flight < self.max_in_flight)):
+                return backend
+            if self._admits(backend):
+                return backend
         return self._pick_again(request, backend, exclude)
 
     def lease(self, request: RequestInfo, exclude: tuple[Backend, ...] = ()) -> Lease | None:
