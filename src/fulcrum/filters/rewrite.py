@@ -116,14 +116,7 @@ class RequestHeaders(Filter):
         self.edits = header_edits(rules)
 
     def on_upstream_request(self, exchange, request) -> None:
-        headers = request.headers
-        for op, name, value in self.edits:
-            if op == REMOVE:
-                headers.remove(name)
-            elif op == SET:
-                headers.set(name, value.render(exchange))
-            else:
-                headers.add(name, value.render(exchange))
+        _apply(self.edits, request.headers, exchange)
 
 
 class ResponseHeaders(Filter):
@@ -138,10 +131,15 @@ class ResponseHeaders(Filter):
         self.edits = header_edits(rules)
 
     def on_response(self, exchange, head: ResponseHead) -> None:
-        for op, name, value in self.edits:
-            if op == REMOVE:
-                head.remove(name)
-            elif op == SET:
-                head.set(name, value.render(exchange))
-            else:
-                head.add(name, value.render(exchange))
+        _apply(self.edits, head, exchange)
+
+
+def _apply(edits, headers, exchange) -> None:
+    """Header edits on anything with remove/set/add (UpstreamHeaders, ResponseHead)."""
+    for op, name, value in edits:
+        if op == REMOVE:
+            headers.remove(name)
+        elif op == SET:
+            headers.set(name, value.render(exchange))
+        else:
+            headers.add(name, value.render(exchange))
