@@ -301,3 +301,20 @@ def test_a_head_just_under_the_limit_in_many_pieces_passes(proxy):
             for i in range(0, len(raw), 1000):
                 client.send(raw[i:i + 1000])
             assert client.read_response().status == 200
+
+
+def test_http10_keeps_the_connection_open_only_on_connection_keep_alive(proxy):
+    # Found by the differential fuzzer: llhttp keeps an HTTP/1.0 connection open on
+    # Proxy-Connection: keep-alive, where an RFC reader in front would end it; what follows
+    # must then not be read as a request.
+    with FakeBackend(lambda head, i: OK) as fake:
+        lb = proxy(fake)
+        with RawClient(lb.port) as client:
+            client.send(b"PUT /a HTTP/1.0\r\nContent-Length: 6\r\nProxy-Connection: keep-alive\r\n\r\n"
+                        b"abcdefPOST http://x/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.read_response("PUT").status == 200
+            assert client.read_to_eof() == b""
+        assert [h.split(b" ")[1] for h in fake.requests] == [b"/a"]
+        with RawClient(lb.port) as client:  # Connection: keep-alive still keeps it open
+            client.send(b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /c HTTP/1.0\r\n\r\n")
+            assert [client.read_response().status for _ in range(2)] == [200, 200]

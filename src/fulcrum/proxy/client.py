@@ -15,6 +15,7 @@ from typing import Protocol
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from fulcrum.http.errors import BadRequest, HttpError
+from fulcrum.http.headers import connection_tokens
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
@@ -345,6 +346,11 @@ class ClientConnection(asyncio.Protocol):
             raise BadRequest("request line without HTTP/1.0 or HTTP/1.1")
         upgrade = parser.should_upgrade()
         keep_alive = parser.should_keep_alive() and not upgrade
+        if keep_alive and not http11:
+            # HTTP/1.0 stays open only on "Connection: keep-alive" (RFC 9112 §9.3); llhttp also
+            # takes Proxy-Connection, which a front proxy reading by the RFC would not.
+            keep_alive = any(name.lower() == b"connection" and b"keep-alive" in connection_tokens(value)
+                             for name, value in self.headers)
         exchange = Exchange(self, self.server.runtime, method, self.url,
                             self.headers, http11, keep_alive)
         exchange.prepare(upgrade)
