@@ -1,11 +1,12 @@
 # Fulcrum make targets: install, demo, run, check, test, bench, lint, docker-build. `make bench` runs the side-by-side benchmark against nginx (bench/README.md).
+# `make fuzz` runs the differential request fuzzer long (tests/fuzz/; `make test` runs 200 fixed examples of it).
 
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
 BENCH_ARGS ?=
 IMAGE ?= fulcrum
 
-.PHONY: install demo run test bench check lint docker-build
+.PHONY: install demo run test fuzz bench check lint docker-build
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
@@ -26,6 +27,15 @@ check: install
 # Everything the tests need is installed first; extra pytest flags: make test ARGS="-k routing".
 test:
 	./scripts/test.sh $(ARGS)
+
+# The differential fuzzer with random seeds: FUZZ_EXAMPLES examples through a real Fulcrum to an
+# h11 backend; every failure class is recorded, shrunk (FUZZ_SHRINK_SECONDS each) and summed up
+# at the end, in full in .run/fuzz-report.txt.
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	mkdir -p .run
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SURVEY=1 FUZZ_REPORT=.run/fuzz-report.txt \
+		$(VENV)/bin/pytest tests/fuzz/test_differential.py -p no:randomly -p no:cacheprovider -q $(ARGS)
 
 # Extra flags: make bench BENCH_ARGS="--quick" (see .venv/bin/python bench/run.py --help).
 bench: $(VENV)/bin/python
