@@ -674,7 +674,7 @@ async def test_backpressure_of_a_failed_connection_does_not_outlive_it():
                                      "retry": {"attempts": 2, "backoff_base": 0.001, "backoff_max": 0.001,
                                                "max_body": 1000000}}},
                    "buffers": {"high_water": 1024, "low_water": 512}})
-    (first, first_side), (second, second_side) = proxy.idle_upstream(0), proxy.idle_upstream(1)
+    (first, first_side), _ = proxy.idle_upstream(0), proxy.idle_upstream(1)
     first_side.peer_reading = False  # backend A stops reading the upload
     client, _ = proxy.client()
     client.data_received(b"PUT /doc HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n" + b"x" * 2000)
@@ -683,3 +683,22 @@ async def test_backpressure_of_a_failed_connection_does_not_outlive_it():
     first.connection_lost(ConnectionResetError(104, "reset"))
     await until(lambda: exchange.phase == SENT and exchange.backend is proxy.backend(1), "the retry on B")
     assert client.gate.paused_by == 0  # reading the rest of the body again, for B
+
+
+@in_memory
+async def test_waiting_for_a_backend_pauses_the_client_for_that_reason_and_keeps_the_pipeline_paused():
+    # The phase CONNECTING and the read-pause reason CONNECTING are different numbers: pausing
+    # with the phase's would clear the pipeline's pause when the backend connection is ready.
+    from fulcrum.proxy import flow_control
+    proxy = Proxy({"pools": ONE_BACKEND})
+    client, _ = proxy.client()
+    client.data_received(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+    first = client.current
+    assert first.phase == CONNECTING
+    assert client.gate.paused_by == flow_control.PIPELINE | flow_control.CONNECTING
+    await until(lambda: first.phase == SENT, "the backend connection")
+    assert client.gate.paused_by == flow_control.PIPELINE  # /b still waits its turn
+    client2, _ = proxy.client()
+    client2.data_received(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
+    assert client2.current.phase == CONNECTING
+    assert client2.gate.paused_by == flow_control.CONNECTING  # the rest of the body waits for it

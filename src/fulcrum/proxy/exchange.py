@@ -32,7 +32,8 @@ from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_respo
 from fulcrum.http.responses import error_response
 from fulcrum.http.upstream_request import UpstreamRequest
 from fulcrum.proxy.attempts import Attempts
-from fulcrum.proxy.flow_control import BACKPRESSURE, CONNECTING
+from fulcrum.proxy.flow_control import BACKPRESSURE
+from fulcrum.proxy.flow_control import CONNECTING as NO_BACKEND_YET  # a read-pause reason, not the phase
 from fulcrum.proxy.tunnel import Tunnel
 from fulcrum.resilience.retry_policy import IDEMPOTENT, Failure
 
@@ -327,7 +328,7 @@ class Exchange:
     def connect(self) -> None:
         self._to(CONNECTING)
         if not self.request_done:
-            self.client.gate.pause(CONNECTING)
+            self.client.gate.pause(NO_BACKEND_YET)
         self.pool.connections[self.backend.id].connect(self, _connected)
 
     def forward(self, conn) -> None:
@@ -363,7 +364,7 @@ class Exchange:
             conn.arm_response_timer(self._try_timeout())
         gate = self.client.gate
         if gate.paused_by:
-            gate.resume(CONNECTING)
+            gate.resume(NO_BACKEND_YET)
 
     def _frame_body(self, chunk: bytes) -> tuple[bytes, ...]:
         if self.chunked:
@@ -627,7 +628,7 @@ class Exchange:
         self._to(RETRYING)
         self.client.gate.resume(BACKPRESSURE)  # the full buffer was the failed connection's
         if not self.request_done:
-            self.client.gate.pause(CONNECTING)  # hold the body until the next try
+            self.client.gate.pause(NO_BACKEND_YET)  # hold the body until the next try
         attempts.schedule(self.client.loop, decision.delay, self.retry_now)
         return True
 
@@ -717,7 +718,7 @@ class Exchange:
         # Whatever this exchange paused on the client's side ends with it.
         gate = self.client.gate
         if gate.paused_by:
-            gate.resume(CONNECTING | BACKPRESSURE)
+            gate.resume(NO_BACKEND_YET | BACKPRESSURE)
         self.client.exchange_done(self)
 
     def _log(self) -> None:
