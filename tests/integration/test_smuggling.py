@@ -315,6 +315,12 @@ def test_http10_keeps_the_connection_open_only_on_connection_keep_alive(proxy):
             assert client.read_response("PUT").status == 200
             assert client.read_to_eof() == b""
         assert [h.split(b" ")[1] for h in fake.requests] == [b"/a"]
+        for both in (b"Connection: keep-alive, close\r\n", b"Connection: close\r\nConnection: keep-alive\r\n"):
+            with RawClient(lb.port) as client:  # close wins over keep-alive
+                client.send(b"GET /x HTTP/1.0\r\n" + both + b"\r\nGET /y HTTP/1.0\r\n\r\n")
+                assert client.read_response().status == 200
+                assert client.read_to_eof() == b""
+        assert b"/y" not in b"".join(fake.requests)
         with RawClient(lb.port) as client:  # Connection: keep-alive still keeps it open
             client.send(b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /c HTTP/1.0\r\n\r\n")
             assert [client.read_response().status for _ in range(2)] == [200, 200]

@@ -347,10 +347,14 @@ class ClientConnection(asyncio.Protocol):
         upgrade = parser.should_upgrade()
         keep_alive = parser.should_keep_alive() and not upgrade
         if keep_alive and not http11:
-            # HTTP/1.0 stays open only on "Connection: keep-alive" (RFC 9112 §9.3); llhttp also
-            # takes Proxy-Connection, which a front proxy reading by the RFC would not.
-            keep_alive = any(name.lower() == b"connection" and b"keep-alive" in connection_tokens(value)
-                             for name, value in self.headers)
+            # HTTP/1.0 stays open only on "Connection: keep-alive" without "close" (RFC 9112
+            # §9.3); llhttp also takes Proxy-Connection, and keep-alive over close, where a
+            # front proxy reading by the RFC would end the connection.
+            tokens: set[bytes] = set()
+            for name, value in self.headers:
+                if name.lower() == b"connection":
+                    tokens |= connection_tokens(value)
+            keep_alive = b"keep-alive" in tokens and b"close" not in tokens
         exchange = Exchange(self, self.server.runtime, method, self.url,
                             self.headers, http11, keep_alive)
         exchange.prepare(upgrade)
