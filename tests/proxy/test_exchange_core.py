@@ -702,3 +702,18 @@ async def test_waiting_for_a_backend_pauses_the_client_for_that_reason_and_keeps
     client2.data_received(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
     assert client2.current.phase == CONNECTING
     assert client2.gate.paused_by == flow_control.CONNECTING  # the rest of the body waits for it
+
+
+@in_memory
+async def test_a_half_closed_client_gets_every_pipelined_answer_then_the_close():
+    proxy = Proxy({"pools": ONE_BACKEND})
+    upstream, _ = proxy.idle_upstream()
+    client, client_side = proxy.client()
+    client.data_received(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert client.eof_received() is True  # keep our side open to answer
+    upstream.data_received(OK)
+    upstream.data_received(OK)
+    answers = client_side.take()
+    assert answers.count(b"HTTP/1.1 200 OK") == 2
+    assert answers.rindex(b"Connection: close") > answers.rindex(b"HTTP/1.1 200 OK")  # on the last only
+    assert client_side.closed

@@ -671,6 +671,8 @@ class ClientConnection(asyncio.Protocol):
         """Read no new request; close once the requests already read are answered."""
         if self.receiving is None:
             self.parser = None  # else the body in progress is still read; the close follows it
-        for item in (self.current, *(self.queue or ())):
+        # The last one read closes the connection; those before it are answered in turn.
+        for item in reversed((self.current, *(self.queue or ()))):
             if isinstance(item, Exchange):
                 item.keep_alive = False
+                break
