@@ -717,3 +717,34 @@ async def test_a_half_closed_client_gets_every_pipelined_answer_then_the_close()
     assert answers.count(b"HTTP/1.1 200 OK") == 2
     assert answers.rindex(b"Connection: close") > answers.rindex(b"HTTP/1.1 200 OK")  # on the last only
     assert client_side.closed
+
+
+def _retargeting(method: str) -> dict:
+    return {"pools": ONE_BACKEND, "routes": [{"path_prefix": "/", "pool": "web", "filters": [
+        {"use": RETARGET, "options": {"prefix": "/p", "method": method}}]}]}
+
+
+@pytest.mark.parametrize("sent, rewritten", [("HEAD", "GET"), ("GET", "HEAD")])
+@in_memory
+async def test_a_filter_cannot_make_a_request_become_or_stop_being_head(sent, rewritten):
+    # The response's framing follows the client's method: a HEAD client must get no body, a
+    # GET client the body its Content-Length promises. Found in review.
+    proxy = Proxy(_retargeting(rewritten))
+    _, backend_side = proxy.idle_upstream()
+    client, client_side = proxy.client()
+    client.data_received(b"%s /x HTTP/1.1\r\nHost: a\r\n\r\n" % sent.encode())
+    assert client_side.take().startswith(b"HTTP/1.1 500 ")
+    assert backend_side.take() == b"" and proxy.in_flight() == (0,)
+
+
+@in_memory
+async def test_a_request_made_non_idempotent_is_not_resent_on_a_closed_keep_alive_connection():
+    proxy = Proxy(_retargeting("POST"))
+    upstream, backend_side = proxy.idle_upstream()
+    upstream.served = 1  # served before: a reused connection
+    client, client_side = proxy.client()
+    client.data_received(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert backend_side.take().startswith(b"POST /p/x ")
+    upstream.connection_lost(None)  # closed as it was reused, nothing received
+    assert client_side.take().startswith(b"HTTP/1.1 502 ")
+    assert not asyncio.get_running_loop().dialed  # the POST was not sent a second time

@@ -289,7 +289,13 @@ class Exchange:
             hook(self, request)
         # (UpstreamRequest keeps the target origin-form and method and headers injection-free.)
         # The exchange keeps the client's method and target, for the log; the backend gets these.
-        self.head_method = method = request.method
+        method = request.method
+        if (method == b"HEAD") != (self.method == b"HEAD"):
+            # A HEAD client gets no body, and a HEAD's answer has none: a switch either way
+            # would frame the response wrongly. An error of the filter's: answered 500.
+            raise ValueError(f"on_upstream_request may not change {self.method!r} to {method!r}: "
+                             f"a request cannot become or stop being HEAD")
+        self.head_method = method
         plan.target = target = request.target
         plan.lines = header_lines(request.headers.items())
         if self.host:
@@ -562,7 +568,7 @@ class Exchange:
     def upstream_failed(self, conn, reason: str, nothing_received: bool) -> None:
         self.conn = None
         attempts = self.attempts
-        if (nothing_received and conn.served > 1 and not self.has_body and self.method in IDEMPOTENT
+        if (nothing_received and conn.served > 1 and not self.has_body and self.head_method in IDEMPOTENT
                 and (attempts is None or not attempts.reconnected)):
             # A pooled connection the backend closed as we reused it. The request may
             # or may not have been seen; an idempotent one is safe to send once more
@@ -619,7 +625,7 @@ class Exchange:
             return False
         attempts = self._attempts(policy)
         decision = policy.decide(
-            self.method, self.header(b"idempotency-key") is not None, self.tries, failure,
+            self.head_method, self.header(b"idempotency-key") is not None, self.tries, failure,
             not self.has_body or attempts.replay is not None, monotonic(), attempts.started_at,
             self.pool.budget, self.pool.rng, status,
         )
