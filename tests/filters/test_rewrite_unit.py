@@ -183,6 +183,8 @@ def test_response_headers_on_a_rejection_without_host():
     pytest.param("/moved", 302, FakeExchange(target=b"/old"), "/moved", id="constant"),
     pytest.param("{path}", 307, FakeExchange(target=b"//evil.com/x"), "/evil.com/x",
                  id="never-a-network-path"),
+    pytest.param("{path}", 307, FakeExchange(target=b"/\\evil.com/x"), "/evil.com/x",
+                 id="backslash-read-as-slash-by-browsers"),
     pytest.param("/a{{b}}{path}", 303, FakeExchange(target=b"/x"), "/a{b}/x", id="literal-braces"),
 ])
 def test_redirect(to, status, exchange, location):

@@ -748,3 +748,16 @@ async def test_a_request_made_non_idempotent_is_not_resent_on_a_closed_keep_aliv
     upstream.connection_lost(None)  # closed as it was reused, nothing received
     assert client_side.take().startswith(b"HTTP/1.1 502 ")
     assert not asyncio.get_running_loop().dialed  # the POST was not sent a second time
+
+
+@in_memory
+async def test_shutting_down_still_writes_a_queued_error_answer():
+    # Found in review: the exchange before a queued 400 must not close the connection first.
+    proxy = Proxy({"pools": ONE_BACKEND})
+    upstream, _ = proxy.idle_upstream()
+    client, client_side = proxy.client()
+    client.data_received(GET + b"GET /x HTTP/1.1\r\n\r\n")  # the second has no Host: a 400, queued
+    client.shutdown()
+    upstream.data_received(OK)
+    out = client_side.data
+    assert out.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 400 " in out and client_side.closed

@@ -8,10 +8,11 @@ from fulcrum.filters.base import Filter, Reply
 
 
 def _path(exchange) -> str:
-    # A target starting with '//' would make a relative Location ("{path}") a URL of another host.
+    # A target starting with '//' (or '/\', which browsers read alike) would make a relative
+    # Location ("{path}") a URL of another host: the leading run of slashes becomes one '/'.
     target = exchange.target
-    if target[1:2] == b"/":
-        target = b"/" + target.lstrip(b"/")
+    if target[1:2] in (b"/", b"\\"):
+        target = b"/" + target.lstrip(b"/\\")
     return target.decode("latin-1")
 
 

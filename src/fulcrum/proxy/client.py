@@ -671,8 +671,8 @@ class ClientConnection(asyncio.Protocol):
         """Read no new request; close once the requests already read are answered."""
         if self.receiving is None:
             self.parser = None  # else the body in progress is still read; the close follows it
-        # The last one read closes the connection; those before it are answered in turn.
-        for item in reversed((self.current, *(self.queue or ()))):
-            if isinstance(item, Exchange):
-                item.keep_alive = False
-                break
+        # The last one read closes the connection (a queued rejection closes it by itself);
+        # those before it are answered in turn.
+        last = (self.queue or (self.current,))[-1]
+        if isinstance(last, Exchange):
+            last.keep_alive = False

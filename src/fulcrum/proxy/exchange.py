@@ -161,10 +161,10 @@ class Exchange:
         self.phase = phase
         if phase >= RETRYING and self.lease is not None:
             lease, self.lease = self.lease, None
-            if phase == ABORTED:
-                lease.abandon(monotonic())  # no verdict: frees a half-open probe slot
+            if lease.judged:
+                lease.release()  # the verdict took the probe slot, if it held one
             else:
-                lease.release()
+                lease.abandon(monotonic())  # no verdict (client left, a bug): free the slot
 
     # -- RequestInfo, for strategies and routes; and for filters ---------------------
     def header(self, name: bytes) -> bytes | None:
