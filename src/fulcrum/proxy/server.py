@@ -200,13 +200,17 @@ class ProxyServer:
             self.runtime.tls.reload_changed()  # renewed certificates, for new handshakes
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    async def shutdown(self, timeout: float) -> None:
-        """Stop accepting, close idle connections, let busy ones finish, then cut."""
+    def stop_accepting(self) -> None:
+        """Close the listeners (new connections are refused) and stop the sweeper; idempotent."""
         if self._sweeper is not None:
             self._sweeper.cancel()
         for listener in (self.server, self.tls_server):
             if listener is not None:
                 listener.close()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop accepting, close idle connections, let busy ones finish, then cut."""
+        self.stop_accepting()
         await self.runtime.stop()
         for conn in list(self.connections):
             conn.shutdown()

@@ -81,6 +81,7 @@ class App:
         admin_started = loop.create_task(self.admin.start(loop), name="admin start")
         await self._stop.wait()
         log.info("shutting down", extra={"fields": {"open_connections": len(self.proxy.connections)}})
+        self.proxy.stop_accepting()  # first: stopping the file watcher may take a moment
         await self.reloader.stop()
         await self.proxy.shutdown(self.proxy.runtime.config.shutdown_timeout)
         await self.admin.stop(admin_started)
