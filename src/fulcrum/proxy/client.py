@@ -307,7 +307,11 @@ class ClientConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.in_head = True
         if self.wait != _HEAD:
-            self._wait(_HEAD, self.settings.client_header_timeout)
+            if self.timer is None:
+                self._wait(_HEAD, self.settings.client_header_timeout)
+            else:  # _wait, inlined for the common case (the lazy timer runs): every request passes here
+                self.wait = _HEAD
+                self.deadline = self.loop.time() + self.settings.client_header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -321,12 +325,11 @@ class ClientConnection(asyncio.Protocol):
         if not self.in_head:
             return  # a chunked trailer: dropped (RFC 9112 §7.1.2 lets a proxy discard it)
         self.headers.append((name, value))
+        # Bounded by bytes here; by count once the head is complete (each header counts at
+        # least 4 bytes, so the list never outgrows max_header_bytes / 4 entries).
         self.header_bytes += len(name) + len(value) + 4
-        settings = self.settings
-        if self.header_bytes > settings.max_header_bytes:
-            raise HttpError(431, f"request headers larger than {settings.max_header_bytes} bytes")
-        if len(self.headers) > settings.max_header_count:
-            raise HttpError(431, f"more than {settings.max_header_count} request headers")
+        if self.header_bytes > self.settings.max_header_bytes:
+            raise HttpError(431, f"request headers larger than {self.settings.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -337,6 +340,8 @@ class ClientConnection(asyncio.Protocol):
         # request line (method, 2 spaces, "HTTP/1.1\r\n") + headers + the empty line
         if self.header_bytes + len(method) + 14 > settings.max_header_bytes:
             raise HttpError(431, f"request head larger than {settings.max_header_bytes} bytes")
+        if len(self.headers) > settings.max_header_count:
+            raise HttpError(431, f"more than {settings.max_header_count} request headers")
         version = parser.get_http_version()
         http11 = version == "1.1"
         if not http11 and version != "1.0":
@@ -356,8 +361,7 @@ class ClientConnection(asyncio.Protocol):
                     tokens |= connection_tokens(value)
             keep_alive = b"keep-alive" in tokens and b"close" not in tokens
         exchange = Exchange(self, self.server.runtime, method, self.url,
-                            self.headers, http11, keep_alive)
-        exchange.prepare(upgrade)
+                            self.headers, http11, keep_alive, upgrade)  # phase prepare
         self.receiving = exchange
         if upgrade and exchange.has_body:
             # llhttp ends the message at the head of any upgrade request; this one is no
@@ -455,8 +459,12 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.queue or self.gate.paused_by:
             self._advance()
-        elif self.wait == _NONE and self.receiving is None:
-            self._wait(_IDLE, self.settings.client_idle_timeout)  # _advance's end, the common case
+        elif self.wait == _NONE and self.receiving is None:  # _advance's end, the common case
+            if self.timer is None:
+                self._wait(_IDLE, self.settings.client_idle_timeout)
+            else:  # _wait, inlined as in on_message_begin
+                self.wait = _IDLE
+                self.deadline = self.loop.time() + self.settings.client_idle_timeout
 
     def _reject(self, status: int, reason: str, headers: bytes = b"") -> None:
         """Answer a bad request in its turn and close; read nothing more."""

@@ -22,11 +22,11 @@ from fulcrum.filters.chain import EMPTY
 from fulcrum.http.client_address import client_ip
 from fulcrum.http.errors import HttpError
 from fulcrum.http.headers import (
-    CONNECTION, CONTENT_LENGTH, RESPONSE_HEADERS, TRANSFER_ENCODING, host_without_port,
+    CONNECTION, CONTENT_LENGTH, PLAIN_CONNECTION_VALUES, RESPONSE_HEADERS, TRANSFER_ENCODING, host_without_port,
     named_by_connection, without_named,
 )
 from fulcrum.http.request_plan import (
-    RequestPlan, backend_authority, header_lines, header_pairs, plan_request, upstream_head,
+    backend_authority, header_lines, header_pairs, plan_request, upstream_head,
 )
 from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
@@ -52,20 +52,16 @@ RECEIVED, CONNECTING, SENT, RESPONDING, TUNNEL, RETRYING, DONE, ABORTED = range(
 PHASES = ("received", "connecting", "sent", "responding", "tunnel", "retrying", "done", "aborted")
 
 
-def _bits(*phases: int) -> int:
-    return sum(1 << p for p in phases)
-
-
-# Where each phase may go, as bit sets (one shift and one AND per transition).
+# Where each phase may go (one set lookup per transition).
 _NEXT = (
-    _bits(CONNECTING, SENT, DONE, ABORTED),                           # RECEIVED
-    _bits(SENT, RETRYING, DONE, ABORTED),                             # CONNECTING
-    _bits(RESPONDING, CONNECTING, RETRYING, TUNNEL, DONE, ABORTED),   # SENT
-    _bits(DONE, ABORTED),                                             # RESPONDING
-    _bits(DONE),                                                      # TUNNEL
-    _bits(CONNECTING, SENT, DONE, ABORTED),                           # RETRYING
-    0,                                                                # DONE
-    0,                                                                # ABORTED
+    frozenset({CONNECTING, SENT, DONE, ABORTED}),                           # RECEIVED
+    frozenset({SENT, RETRYING, DONE, ABORTED}),                             # CONNECTING
+    frozenset({RESPONDING, CONNECTING, RETRYING, TUNNEL, DONE, ABORTED}),   # SENT
+    frozenset({DONE, ABORTED}),                                             # RESPONDING
+    frozenset({DONE}),                                                      # TUNNEL
+    frozenset({CONNECTING, SENT, DONE, ABORTED}),                           # RETRYING
+    frozenset(),                                                            # DONE
+    frozenset(),                                                            # ABORTED
 )
 
 
@@ -107,26 +103,40 @@ class Exchange:
     )
 
     def __init__(self, client: Downstream, runtime, method: bytes, target: bytes,
-                 headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool) -> None:
-        # the request as received
+                 headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
+                 upgrade: bool = False) -> None:
+        """Phase prepare, as soon as the head is parsed: judge the head and plan what the
+        backend gets (http/request_plan.py); resolve the client's address. ``upgrade``: llhttp
+        saw an upgrade request. Raises HttpError; the connection then answers and closes."""
+        self.received_at = monotonic()
+        plan = plan_request(method, target, headers, http11, upgrade, runtime.settings.max_body_size,
+                            client.valid_host)
+        # the request as received, and as planned
         self.client = client
         self.runtime = runtime
         self.method = method
         self.head_method = method  # what the backend is sent (on_upstream_request may change it)
-        self.target = target
         self.headers = headers
         self.http11 = http11
         self.keep_alive = keep_alive
+        self.plan = plan
+        self.target = plan.target
+        self.host = host = plan.host
+        if host and host is not client.valid_host:
+            client.valid_host = host
+        self.has_body = plan.has_body
+        self.chunked = plan.chunked
+        self.content_length = plan.content_length
+        self.upgrade = plan.upgrade  # b"websocket" when the request may become a tunnel
+        self.request_id = request_id = plan.request_id or client.next_request_id()
         self.client_ip = client.client_ip
-        self.received_at = monotonic()
-        # set by prepare()
-        self.request_id = b""
-        self.host = b""
-        self.plan: RequestPlan | None = None
-        self.has_body = self.chunked = False
-        self.content_length = 0
-        self.upgrade: bytes | None = None  # b"websocket" when the request may become a tunnel
-        self.upstream_head = b""
+        trusted = runtime.trusted
+        if trusted is not None and client.trusts_peer(trusted):
+            self.client_ip = self.forwarded_client(trusted)
+        # An HTTP/1.0 request without Host gets the backend's authority (forward()).
+        self.upstream_head = upstream_head(
+            method, plan.target, host, plan.lines, plan, client.client_ip_bytes, client.tls, request_id,
+            plan.peer_lines is not None and self._keeps_peer_headers()) if host else b""
         # the lifecycle
         self.phase = RECEIVED
         self.route = ""
@@ -155,7 +165,7 @@ class Exchange:
 
     def _to(self, phase: int) -> None:
         """The one place the phase changes; leaving the backend ends the lease."""
-        if not _NEXT[self.phase] >> phase & 1:
+        if phase not in _NEXT[self.phase]:
             raise InvalidTransition(f"exchange {self.request_id.decode('latin-1')}: "
                                     f"{PHASES[self.phase]} -> {PHASES[phase]}")
         self.phase = phase
@@ -200,33 +210,6 @@ class Exchange:
     @property
     def aborted(self) -> bool:
         return self.phase == ABORTED
-
-    # -- phase: prepare (runs as soon as the head is parsed) ---------------------
-    def prepare(self, upgrade: bool = False) -> None:
-        """Judge the head and plan what the backend gets (http/request_plan.py); resolve the
-        client's address. Raises HttpError; the connection then answers and closes."""
-        runtime = self.runtime
-        client = self.client
-        plan = plan_request(self.method, self.target, self.headers, self.http11, upgrade,
-                            runtime.settings.max_body_size, client.valid_host)
-        self.plan = plan
-        self.target = plan.target
-        self.host = host = plan.host
-        if host and host is not client.valid_host:
-            client.valid_host = host
-        self.has_body = plan.has_body
-        self.chunked = plan.chunked
-        self.content_length = plan.content_length
-        self.upgrade = plan.upgrade
-        self.request_id = plan.request_id or client.next_request_id()
-        trusted = runtime.trusted
-        if trusted is not None and client.trusts_peer(trusted):
-            self.client_ip = self.forwarded_client(trusted)
-        if host:
-            self.upstream_head = upstream_head(
-                self.method, plan.target, host, plan.lines, plan, client.client_ip_bytes, client.tls,
-                self.request_id, plan.peer_lines is not None and self._keeps_peer_headers())
-        # else: an HTTP/1.0 request without Host gets the backend's authority (forward()).
 
     def _keeps_peer_headers(self) -> bool:
         """The forwarded_headers policy for a client's Forwarded and X-Real-IP."""
@@ -367,7 +350,8 @@ class Exchange:
         if self.request_done:
             # The backend's silence is timed from the end of the request: a slow
             # upload is the client's doing (timeouts.client_body), not the backend's.
-            conn.arm_response_timer(self._try_timeout())
+            conn.arm_response_timer(
+                self._try_timeout() if self.pool.timed_tries else self.runtime.settings.response_timeout)
         gate = self.client.gate
         if gate.paused_by:
             gate.resume(NO_BACKEND_YET)
@@ -403,7 +387,8 @@ class Exchange:
         if conn is not None and self.phase < DONE:
             if self.chunked:
                 conn.transport.write(_LAST_CHUNK)
-            conn.arm_response_timer(self._try_timeout())
+            conn.arm_response_timer(
+                self._try_timeout() if self.pool.timed_tries else self.runtime.settings.response_timeout)
 
     # -- response, from the upstream connection (the ResponseSink side) ------------------
     def on_informational(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -444,7 +429,7 @@ class Exchange:
                 content_length = value
             elif kind == TRANSFER_ENCODING:
                 codings = (codings or []) + [c.strip() for c in value.split(b",") if c.strip()]
-            elif kind == CONNECTION:
+            elif kind == CONNECTION and value not in PLAIN_CONNECTION_VALUES:
                 tokens = named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
@@ -658,9 +643,9 @@ class Exchange:
         """The backend's allowance for this try: timeouts.response, or retry.per_try_timeout,
         cut to what retry.deadline leaves (never below 1 ms, so the timer still fires)."""
         response = self.runtime.settings.response_timeout
-        policy = self.pool.retry if self.pool is not None else None
-        if policy is None or (policy.per_try_timeout is None and policy.deadline is None):
+        if self.pool is None or not self.pool.timed_tries:
             return response
+        policy = self.pool.retry
         started = self.attempts.started_at if self.attempts is not None else self.received_at
         timeout = policy.try_timeout(monotonic(), started)
         return max(0.001, min(response, timeout if timeout is not None else response))
@@ -720,7 +705,11 @@ class Exchange:
         self._to(DONE)
         if self.has_body and not self.request_done:
             self.keep_alive = False
-        self._log()
+        # phase log (_log, inlined: every exchange ends here)
+        self.duration = monotonic() - self.received_at
+        metrics = self.client.request_metrics
+        if self.chain.log or metrics is not None:
+            run_log_phase(self, self.chain, metrics)
         # Whatever this exchange paused on the client's side ends with it.
         gate = self.client.gate
         if gate.paused_by:

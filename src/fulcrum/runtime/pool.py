@@ -43,7 +43,7 @@ class Pool(Membership):
     __slots__ = (
         "name", "backends", "strategy", "connections", "outliers", "retry", "budget",
         "max_in_flight", "panic_threshold", "tries_header", "_checker", "panicking",
-        "clock", "rng", "slow_start", "builders",
+        "clock", "rng", "slow_start", "builders", "timed_tries",
     )
 
     def __init__(self, name: str, backends: list[Backend], strategy: Strategy,
@@ -57,6 +57,9 @@ class Pool(Membership):
         self.connections = connections
         self.outliers = outliers
         self.retry = retry
+        # Whether a try's allowance depends on the retry policy (per_try_timeout, deadline);
+        # else every try gets timeouts.response, which the exchange reads without asking.
+        self.timed_tries = retry is not None and (retry.per_try_timeout is not None or retry.deadline is not None)
         self.budget = budget
         self.max_in_flight = max_in_flight
         self.panic_threshold = panic_threshold
@@ -76,24 +79,34 @@ class Pool(Membership):
         backend = self.strategy.pick(request)
         if backend is None:
             return None
-        if not exclude and backend.ramp == 1.0:
-            # The common case, _admits inlined: one strategy call and three cheap checks.
-            breaker = backend.breaker
-            if ((breaker is None or breaker.state is CLOSED)
-                    and (not self.max_in_flight or backend.in_flight < self.max_in_flight)):
-                return backend
-            if self._admits(backend):
-                return backend
-        return self._pick_again(request, backend, exclude)
+        if (not exclude and backend.ramp == 1.0
+                and (backend.breaker is None or backend.breaker.state is CLOSED)
+                and (not self.max_in_flight or backend.in_flight < self.max_in_flight)):
+            return backend  # the common case: one strategy call and three cheap checks
+        return self._settle(request, backend, exclude)
 
     def lease(self, request: RequestInfo, exclude: tuple[Backend, ...] = ()) -> Lease | None:
         """Pick a backend for one try and take it: in flight until the lease ends. Avoids
         ``exclude`` (backends tried already) when another one can take the request, else
         tries the same again; None when no backend may take it."""
-        backend = self.pick(request, exclude)
+        backend = self.strategy.pick(request)  # pick(), inlined: this runs for every request
+        if backend is None:
+            return None
+        if (not exclude and backend.ramp == 1.0
+                and (backend.breaker is None or backend.breaker.state is CLOSED)
+                and (not self.max_in_flight or backend.in_flight < self.max_in_flight)):
+            return Lease(backend)
+        backend = self._settle(request, backend, exclude)
         if backend is None and exclude:
             backend = self.pick(request)
         return None if backend is None else Lease(backend)
+
+    def _settle(self, request: RequestInfo, backend: Backend, exclude: tuple[Backend, ...]) -> Backend | None:
+        """pick's slower path, for the strategy's choice ``backend``: a half-open breaker's
+        probe, a cap reached, a backend in slow start, or backends to avoid."""
+        if not exclude and backend.ramp == 1.0 and self._admits(backend):
+            return backend
+        return self._pick_again(request, backend, exclude)
 
     def _admits(self, backend: Backend) -> bool:
         if self.max_in_flight and backend.in_flight >= self.max_in_flight:
