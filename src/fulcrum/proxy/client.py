@@ -325,11 +325,12 @@ class ClientConnection(asyncio.Protocol):
         if not self.in_head:
             return  # a chunked trailer: dropped (RFC 9112 §7.1.2 lets a proxy discard it)
         self.headers.append((name, value))
-        # Bounded by bytes here; by count once the head is complete (each header counts at
-        # least 4 bytes, so the list never outgrows max_header_bytes / 4 entries).
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.settings.max_header_bytes:
-            raise HttpError(431, f"request headers larger than {self.settings.max_header_bytes} bytes")
+        settings = self.settings
+        if self.header_bytes > settings.max_header_bytes:
+            raise HttpError(431, f"request headers larger than {settings.max_header_bytes} bytes")
+        if len(self.headers) > settings.max_header_count:
+            raise HttpError(431, f"more than {settings.max_header_count} request headers")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -340,8 +341,6 @@ class ClientConnection(asyncio.Protocol):
         # request line (method, 2 spaces, "HTTP/1.1\r\n") + headers + the empty line
         if self.header_bytes + len(method) + 14 > settings.max_header_bytes:
             raise HttpError(431, f"request head larger than {settings.max_header_bytes} bytes")
-        if len(self.headers) > settings.max_header_count:
-            raise HttpError(431, f"more than {settings.max_header_count} request headers")
         version = parser.get_http_version()
         http11 = version == "1.1"
         if not http11 and version != "1.0":
