@@ -128,6 +128,27 @@ def test_slow_start_backend_still_serves_when_alone():
     assert picks(pool, 50) == {"b0": 50}
 
 
+def test_a_ramping_half_open_backend_takes_a_probe_slot_only_when_picked():
+    # b0 is half-open (one probe slot) and in slow start with a tiny ramp: the draw sends
+    # every pick to b1. Passing over b0 must not take its probe slot, or the slot would be
+    # held by no request and the breaker could never be probed again.
+    pool, (b0, b1), clock = make_pool(2, breaker=True)
+    pool.record(b0, False, clock.now)
+    pool.record(b0, False, clock.now)  # open
+    clock.now += 6.0                   # past reset_timeout: the next allow() half-opens it
+    pool.refresh(clock.now)
+    b0.ramp = 1e-9
+    assert picks(pool, 20) == {"b1": 20}
+    assert b0.breaker.probes_in_flight == 0
+    b1.healthy = False  # alone now: the ramping backend serves, and only then takes the slot
+    b0.ramp = 1.0       # (refresh recomputes a ramp below 1 from active checks, which are off here)
+    pool.refresh(clock.now)
+    b0.ramp = 1e-9
+    assert pool.pick(Request()) is b0
+    assert b0.breaker.probes_in_flight == 1
+    assert pool.pick(Request()) is None  # its one probe slot is taken
+
+
 # -- recovery follows the active checks ------------------------------------------------------
 
 def test_a_passing_check_lifts_an_ejection_and_half_opens_the_breaker():

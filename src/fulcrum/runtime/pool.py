@@ -121,21 +121,28 @@ class Pool(Membership):
         # Hide refused backends from the strategy for the length of this pick,
         # so any strategy can be asked again without knowing about exclusion.
         # A backend in slow start takes only ``ramp`` of the picks that land on it;
-        # if nothing else can take the request it still does.
+        # if nothing else can take the request it still does. The ramp is drawn before
+        # admission: admitting a half-open backend takes a probe slot, which only the
+        # backend finally picked may hold.
         hidden: list[Backend] = []
-        ramping: Backend | None = None
+        ramping: list[Backend] = []
         try:
             for _ in range(len(self.backends) + 1):
                 if backend is None:
                     break
-                if backend not in exclude and self._admits(backend):
+                if backend not in exclude:
                     if backend.ramp == 1.0 or self.rng.random() < backend.ramp:
-                        return backend
-                    ramping = ramping or backend
+                        if self._admits(backend):
+                            return backend
+                    else:
+                        ramping.append(backend)
                 backend.available = False
                 hidden.append(backend)
                 backend = self.strategy.pick(request)
-            return ramping
+            for backend in ramping:  # nothing else could take it
+                if self._admits(backend):
+                    return backend
+            return None
         finally:
             for b in hidden:
                 b.available = True
