@@ -3,7 +3,9 @@
 Drives one ClientConnection and one pooled UpstreamConnection over in-memory
 transports: a request in, a response back, N times. What it measures is the
 proxy's own work (parsing, header rewriting, picking, bookkeeping) — the part
-that differs from nginx — with the kernel left out. Run: .venv/bin/python bench/micro.py
+that differs from nginx — with the kernel left out. Request metrics are on, as in a
+live run; ``--no-metrics`` gives the figures quoted before 2026-12-06 (8.5k instructions
+fewer). Run: .venv/bin/python bench/micro.py
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import uvloop
 from fulcrum.config.load import load_config_from_dict
 from fulcrum.runtime.provision import provision
 from fulcrum.filters.resources import Resources
+from fulcrum.observability.metrics import Metrics
 from fulcrum.proxy.client import ClientConnection
 from fulcrum.proxy.server import ProxyServer
 from fulcrum.proxy.upstream import UpstreamConnection
@@ -73,7 +76,8 @@ def _config(edge: bool) -> dict:
     return config
 
 
-def run(n: int, profile: bool, repeat: int, edge: bool = False, shared: bool = False) -> None:
+def run(n: int, profile: bool, repeat: int, edge: bool = False, shared: bool = False,
+        metrics: bool = True) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         config = load_config_from_dict(_config(edge))
@@ -82,6 +86,8 @@ def run(n: int, profile: bool, repeat: int, edge: bool = False, shared: bool = F
         runtime = provision(config, "<micro>", loop, resources=resources)
         runtime.resources.start()
         server = ProxyServer(runtime, loop)
+        if metrics:  # as `fulcrum run` wires them (shell/app.py): every request is observed
+            server.request_metrics = Metrics(server).requests
         conns = runtime.pools["web"].connections["127.0.0.1:9"]
         upstream = UpstreamConnection(conns)
         upstream.connection_made(MemoryTransport())
@@ -108,7 +114,8 @@ def run(n: int, profile: bool, repeat: int, edge: bool = False, shared: bool = F
         runtime.resources.close()
         if shared:
             shutil.rmtree(resources.shared_dir)
-        what = (", edge filters on" if edge else "") + (", buckets in shared memory" if shared else "")
+        what = ((", edge filters on" if edge else "") + (", buckets in shared memory" if shared else "")
+                + ("" if metrics else ", metrics off"))
         print(f"{best / n * 1e6:.2f} µs CPU per request (proxy code only{what}, best of {repeat} x {n} requests)")
 
     uvloop.run(main())
@@ -122,5 +129,7 @@ if __name__ == "__main__":
     parser.add_argument("--edge", action="store_true", help="rate limiting and the access log on")
     parser.add_argument("--shared", action="store_true",
                         help="with --edge: rate-limit buckets in shared memory (as with workers > 1)")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="without the request metrics a live run always has (figures before 2026-12-06)")
     args = parser.parse_args()
-    run(args.n, args.profile, 1 if args.profile else args.repeat, args.edge, args.shared)
+    run(args.n, args.profile, 1 if args.profile else args.repeat, args.edge, args.shared, not args.no_metrics)
