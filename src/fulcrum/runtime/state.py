@@ -37,7 +37,7 @@ class Runtime:
                  trusted=None, client_ip_header: bytes = b"x-forwarded-for",
                  forwarded_headers: str = "remove_untrusted") -> None:
         self.settings = settings
-        # Who the client is (Exchange.prepare): the proxies whose word is taken, and in which header.
+        # Who the client is (phase prepare, in the Exchange constructor): the proxies whose word is taken, and in which header.
         self.trusted = trusted if trusted else None
         self.client_ip_header = client_ip_header
         self.forwarded_headers = forwarded_headers  # a client's Forwarded / X-Real-IP: see config.yaml
