@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from fulcrum import __version__
+from fulcrum import __version__, core
 
 EXIT_CONFIG = 2
 
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Configuration: YAML file (default: $FULCRUM_CONFIG or ./config.yaml), "
                "overridden by FULCRUM_* environment variables (nested keys joined by __).",
     )
-    parser.add_argument("--version", action="version", version=f"fulcrum {__version__}")
+    parser.add_argument("--version", action=_PrintVersion, nargs=0, help="print the version and the core, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in (
         ("run", "load the configuration and serve"),
@@ -35,6 +35,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="YAML configuration file (default: $FULCRUM_CONFIG or config.yaml)")
     sub.add_parser("version", help="print the version")
     return parser
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``: argparse's own action would fold the two lines into one."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(_version())
+        parser.exit()
+
+
+def _version() -> str:
+    """The version, and which core this process runs (fulcrum/core.py)."""
+    return f"fulcrum {__version__}\ncore: {core.kind}"
 
 
 def _load(path: str | None):
@@ -63,7 +76,7 @@ def _warnings(config) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
-        print(f"fulcrum {__version__}")
+        print(_version())
         return 0
     if args.command is None:
         _parser().print_help()
@@ -88,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         from fulcrum.shell.app import run
 
     setup_logging(config.log.format, config.log.level, stream=sys.stdout, levels=config.log.levels)
+    notice = core.notice()
+    if notice:  # once, at start: the operator did not ask for the slower core
+        logging.getLogger("fulcrum").warning(notice)
     try:
         return run(config, source)
     except (OSError, RuntimeError) as exc:

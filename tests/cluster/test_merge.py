@@ -521,7 +521,7 @@ def test_pool_traffic_share_is_over_the_pools_merged_requests():
 
 
 def status_doc(pools: list[dict], **fields) -> dict:
-    out = {"version": "0.1.0", "time": 1000.0, "uptime": 50.0, "open_connections": 0, "requests_total": 0,
+    out = {"version": "0.1.0", "core": "compiled", "time": 1000.0, "uptime": 50.0, "open_connections": 0, "requests_total": 0,
            "pools": pools, "routes": [{"name": "web", "pool": "web", "host": None, "path_prefix": "/",
                                        "headers": {}}]}
     out.update(fields)

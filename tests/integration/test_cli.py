@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from fulcrum import __version__
+from tests.support.cores import expected_core
 from tests.support.processes import ROOT, pool_config, run_cli
 
 EXIT_CONFIG = 2
@@ -78,7 +79,7 @@ def test_version(argv):
     prefix = [fulcrum_script()] if how == "script" else [sys.executable, "-m", "fulcrum"]
     result = subprocess.run([*prefix, *args], capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"fulcrum {__version__}"
+    assert result.stdout.splitlines() == [f"fulcrum {__version__}", f"core: {expected_core()}"]
 
 
 @pytest.mark.parametrize(("args", "mentions"), [
@@ -427,6 +428,7 @@ def test_json_log_format_every_line_is_an_event_object(backends, fulcrum):
     listening = next(json.loads(ln) for ln in proc.lines if json.loads(ln)["event"] == "listening")
     assert listening["address"] == f"127.0.0.1:{proc.port}"
     assert listening["version"] == __version__
+    assert listening["core"] == expected_core()
     assert listening["pools"] == {"web": 1}
     for event in ("listening", "shutting down", "stopped"):
         assert event in events, events

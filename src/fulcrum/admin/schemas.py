@@ -134,6 +134,8 @@ class Status(BaseModel):
     """Everything the dashboard shows, in one document."""
 
     version: str
+    core: Literal["compiled", "pure-python"] = Field(
+        description="the data plane's core: compiled (Cython) or the pure-Python fallback")
     time: float = Field(description="Unix time of this snapshot")
     uptime: float
     open_connections: int

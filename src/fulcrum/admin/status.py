@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from fulcrum import __version__
+from fulcrum import __version__, core
 
 if TYPE_CHECKING:
     from fulcrum.balancing.backend import Backend
@@ -23,7 +23,7 @@ def status(runtime: Runtime, metrics: RequestMetrics, open_connections: int, sta
     responses = metrics.responses()
     now = time.time()
     return {
-        "version": __version__, "time": now, "uptime": now - started_at,
+        "version": __version__, "core": core.kind, "time": now, "uptime": now - started_at,
         "open_connections": open_connections, "requests_total": metrics.total_requests(),
         "pools": [pool_status(p, metrics, responses) for p in list(runtime.pools.values())],
         "routes": route_status(runtime),

@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 
-from fulcrum import __version__
+from fulcrum import __version__, core
 from fulcrum.admin.exposure import check_exposure
 from fulcrum.cluster import shared_dir, sync
 from fulcrum.cluster.channel import Channel, ChannelClosed
@@ -172,7 +172,7 @@ class Supervisor:
     # -- start ---------------------------------------------------------------------------
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        log.info("starting", extra={"fields": {"config": self.source, "version": __version__,
+        log.info("starting", extra={"fields": {"config": self.source, "version": __version__, "core": core.kind,
                                                "workers": self.count}})
         self.text = read_text(self.source)
         self.config = load_config(self.source, text=self.text)  # what the workers will read
@@ -210,7 +210,7 @@ class Supervisor:
             self.reloader.watch()
         host, _ = self.config.listen_addr
         log.info("listening", extra={"fields": {
-            "address": host_port(host, self.slots[0].listen.getsockname()[1]), "version": __version__,
+            "address": host_port(host, self.slots[0].listen.getsockname()[1]), "version": __version__, "core": core.kind,
             "workers": self.count, "pools": {n: len(p.backends) for n, p in self.control.runtime.pools.items()},
         }})
         if self.slots[0].tls is not None:

@@ -4,7 +4,7 @@
 
 The file is ``load_config``'s argument, else ``$FULCRUM_CONFIG``, else
 ``config.yaml``. Then every environment variable ``FULCRUM_<A>__<B>__<C>``
-(except ``FULCRUM_CONFIG``) sets key ``a.b.c``, creating mappings as needed:
+(except ``FULCRUM_CONFIG`` and ``FULCRUM_NO_EXTENSIONS``) sets key ``a.b.c``, creating mappings as needed:
 parts are lower-cased (and match existing keys case-insensitively), a numeric
 part indexes an existing list, and the value is read as YAML (``2`` is an
 integer, ``[a, b]`` a list, empty is null), except where the schema expects text
@@ -22,6 +22,7 @@ from pydantic import BeforeValidator, ValidationError
 from fulcrum.config.errors import ConfigError, format_path, format_problem, problems_from_validation
 from fulcrum.config.model import Config, annotation_at
 from fulcrum.config.units import parse_duration, parse_size
+from fulcrum.core import NO_EXTENSIONS_ENV
 
 __all__ = ["CONFIG_ENV", "DEFAULT_PATH", "ENV_PREFIX", "apply_env_overrides", "format_problem",
            "load_config", "load_config_from_dict", "read_text", "read_yaml"]
@@ -81,7 +82,7 @@ def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str], file: str) 
     origins: dict[str, str] = {}
     problems: list[str] = []
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, NO_EXTENSIONS_ENV):
             continue
         parts = name[len(ENV_PREFIX):].lower().split("__")
         if not all(parts):

@@ -107,8 +107,11 @@ class _BodyAfterUpgrade:
         client.gate.pause(CLOSING)
 
 
-class ClientConnection(asyncio.Protocol):
-    """asyncio protocol for one accepted client connection."""
+class ClientConnection:
+    """asyncio protocol for one accepted client connection.
+
+    An asyncio.Protocol by its methods, not by inheritance: the compiled core makes it an
+    extension type (fulcrum/core.py), which cannot derive from a Python class."""
 
     __slots__ = (
         "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",

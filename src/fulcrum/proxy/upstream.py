@@ -45,13 +45,24 @@ class ResponseSink(Protocol):
     def internal_error(self, exc: BaseException, where: str) -> None: ...
 
 
+def _upgrades_to_websocket(headers: list) -> bool:
+    """An Upgrade header lists websocket (a loop: the compiled core has no closures in methods)."""
+    for name, value in headers:
+        if name.lower() == b"upgrade" and asks_websocket(value):
+            return True
+    return False
+
+
 class Discarded(Exception):
     """Raised from a parser callback when the exchange retries elsewhere and
     this response (and so this connection) is no longer wanted."""
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """asyncio protocol for one backend connection; callbacks feed its exchange."""
+class UpstreamConnection:
+    """asyncio protocol for one backend connection; callbacks feed its exchange.
+
+    An asyncio.Protocol by its methods, not by inheritance: the compiled core makes it an
+    extension type (fulcrum/core.py), which cannot derive from a Python class."""
 
     __slots__ = (
         "pool", "loop", "transport", "parser", "exchange", "headers", "reason",
@@ -333,7 +344,7 @@ class UpstreamConnection(asyncio.Protocol):
             if status == 101:
                 if exchange.upgrade is None:
                     raise HttpParserError("101 Switching Protocols without an upgrade request")
-                if not any(n.lower() == b"upgrade" and asks_websocket(v) for n, v in self.headers):
+                if not _upgrades_to_websocket(self.headers):
                     # RFC 9110 §7.8: never a protocol the client did not ask for.
                     raise HttpParserError("101 Switching Protocols to a protocol the client did not ask for")
                 self.upgraded = True

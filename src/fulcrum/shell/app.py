@@ -20,7 +20,7 @@ import importlib
 import logging
 import signal
 
-from fulcrum import __version__
+from fulcrum import __version__, core
 from fulcrum.admin.exposure import InsecureAdminListener, check_exposure
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
@@ -74,7 +74,7 @@ class App:
             self.reloader.watch()
         pools = {name: len(p.backends) for name, p in runtime.pools.items()}
         log.info("listening", extra={"fields": {
-            "address": f"{host}:{self.proxy.addresses[0][1]}", "version": __version__,
+            "address": f"{host}:{self.proxy.addresses[0][1]}", "version": __version__, "core": core.kind,
             "pools": pools, "loop": type(loop).__module__.split(".")[0],
         }})
         self.admin = AdminStarter(self.config, self._admin_context, self._stop)

@@ -1,0 +1,29 @@
+# The compiled core's declarations for exchange.py (fulcrum/core.py): attribute types, and the
+# methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.http.request_plan cimport RequestPlan
+
+cdef class Exchange:
+    cdef public object client, runtime, pool, lease, backend, conn, attempts, route, chain, limit, upgrade, _ctx
+    cdef public object content_length
+    cdef public bytes method, target, host, upstream_head, head_pending, head_method, request_id
+    cdef public list headers, pending_body
+    cdef public bint http11, keep_alive, has_body, chunked, request_done, response_started
+    cdef public object client_ip
+    cdef public RequestPlan plan
+    cdef public int phase, framing, status, tries
+    cdef public long long body_bytes, bytes_out
+    cdef public double sent_at, received_at, upstream_time, duration
+
+    cpdef _to(self, int phase)
+    cpdef start(self)
+    cpdef try_backend(self)
+    cpdef connect(self)
+    cpdef forward(self, conn)
+    cpdef on_request_body(self, bytes chunk)
+    cpdef on_request_complete(self)
+    cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
+    cpdef on_response_body(self, bytes chunk)
+    cpdef on_response_complete(self, conn)
+    cpdef finish(self)
+
+cpdef run_log_phase(exchange, chain, metrics)
