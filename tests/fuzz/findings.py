@@ -25,6 +25,7 @@ KINDS = {
     "gateway-error": "Fulcrum answered 5xx: it and the backend disagreed about the request",
     "hang": "Fulcrum neither answered nor closed before the deadline",
     "client-garbage": "the client received bytes that are not a complete response",
+    "cores-differ": "the compiled core and the pure-Python core (fulcrum/core.py) answered the same input differently",
 }
 
 

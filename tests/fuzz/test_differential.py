@@ -1,18 +1,20 @@
 """Differential fuzzing of Fulcrum's request path: generated requests go through a real Fulcrum
 to a backend that parses with h11; every example is judged against h11's reading of the client
 bytes (tests/fuzz/oracle.py says what may differ), then a canary on a fresh connection checks
-that the pooled backend connection was left clean.
+that the pooled backend connection was left clean. A second Fulcrum running the other core
+(compiled or pure Python) gets the same example and must answer it the same (tests/fuzz/twin.py).
 
 CI runs 200 fixed (derandomized) examples; hypothesis shrinks each kind of failure it meets.
 ``make fuzz`` runs it long with random seeds: FUZZ_EXAMPLES sets the number of examples,
 FUZZ_SURVEY=1 records every failure class instead of stopping at the first, then shrinks the
 shortest input of each (FUZZ_SHRINK_SECONDS apiece) and writes the report to FUZZ_REPORT.
-(Not FULCRUM_*: Fulcrum reads every FULCRUM_* variable as a config override.)
+(Not FULCRUM_*: Fulcrum reads every FULCRUM_* variable but FULCRUM_NO_EXTENSIONS as a config override.)
 """
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from tests.fuzz.minimize import minimize
 from tests.fuzz.oracle import Run, judge
 from tests.fuzz.recording_backend import CLOSED, CUT, ERROR, LEFTOVER, RecordingBackend
 from tests.fuzz.strategies import PLACEHOLDER, client_bytes
+from tests.fuzz.twin import compare, other_core_env
 from tests.support.processes import Fulcrum, pool_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
@@ -51,13 +54,29 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
-    with RecordingBackend() as backend:
-        lb = Fulcrum({**CONFIG, "pools": {"fuzz": pool_config(backend)}}, tmp_path_factory.mktemp("fuzz"))
+    """This run's core and its twin with the other core, each with a backend of its own."""
+    with RecordingBackend() as backend, RecordingBackend() as twin_backend:
+        workdir = tmp_path_factory.mktemp("fuzz")
+        lb = Fulcrum({**CONFIG, "pools": {"fuzz": pool_config(backend)}}, workdir)
+        twin = Fulcrum({**CONFIG, "pools": {"fuzz": pool_config(twin_backend)}}, workdir, other_core_env())
         try:
-            yield lb, backend
+            yield Proxies(lb, backend, twin, twin_backend)
         finally:
-            code = lb.stop()
-            assert code == 0, f"fulcrum exited with {code}:\n{lb.output[-4000:]}"
+            codes = [(proc, proc.stop()) for proc in (lb, twin)]
+            for proc, code in codes:
+                assert code == 0, f"fulcrum exited with {code}:\n{proc.output[-4000:]}"
+
+
+@dataclass
+class Proxies:
+    lb: Fulcrum
+    backend: RecordingBackend
+    twin: Fulcrum
+    twin_backend: RecordingBackend
+
+    def drop_connections(self) -> None:
+        self.backend.drop_connections()
+        self.twin_backend.drop_connections()
 
 
 class _Nonces:
@@ -86,6 +105,19 @@ def run_example(lb, backend: RecordingBackend, template: bytes) -> Run:
     return Run(raw, nonce, ref, backend.since(start), client, canary_target, canary)
 
 
+def run_both(proxy: Proxies, template: bytes) -> tuple[Run, list]:
+    """The example through this run's core, judged, and through the twin, compared."""
+    run = run_example(proxy.lb, proxy.backend, template)
+    twin = run_example(proxy.twin, proxy.twin_backend, template)
+    findings = judge(run) + compare(run, proxy.backend.port, twin, proxy.twin_backend.port)
+    if findings or any(e.kind in (CUT, ERROR, LEFTOVER, CLOSED) for e in run.events + twin.events):
+        # Whatever the example left (closed or half-read backend connections) must not leak
+        # into the next one: start it from a clean pool.
+        proxy.drop_connections()
+        time.sleep(0.02)  # Fulcrum notices the closes before the next example picks a connection
+    return run, findings
+
+
 # No per-test timeout on long runs; in CI, room for hypothesis to shrink what it finds.
 LONG_RUN = pytest.mark.timeout(0 if LONG or SURVEY else 900)
 
@@ -94,14 +126,7 @@ LONG_RUN = pytest.mark.timeout(0 if LONG or SURVEY else 900)
 @FUZZ_SETTINGS
 @given(template=client_bytes())
 def test_backend_parses_exactly_what_fulcrum_forwarded(proxy, template):
-    lb, backend = proxy
-    run = run_example(lb, backend, template)
-    findings = judge(run)
-    if findings or any(e.kind in (CUT, ERROR, LEFTOVER, CLOSED) for e in run.events):
-        # Whatever the example left (closed or half-read backend connections) must not leak
-        # into the next one: start it from a clean pool.
-        backend.drop_connections()
-        time.sleep(0.02)  # Fulcrum notices the closes before the next example picks a connection
+    run, findings = run_both(proxy, template)
     if not findings:
         REGISTRY.record([], run.raw, "", run.nonce)
         return
@@ -116,14 +141,13 @@ if SURVEY:  # collected after the examples (make fuzz runs with -p no:randomly)
     def test_survey_found_nothing(proxy):
         """The examples only recorded: shrink the shortest input of each failure class and fail
         with them (the whole report also goes to FUZZ_REPORT, when set)."""
-        _shrink_and_report(*proxy)
+        _shrink_and_report(proxy)
 
 
-def _shrink_and_report(lb, backend: RecordingBackend) -> None:
+def _shrink_and_report(proxy: Proxies) -> None:
     def replay(template: bytes) -> tuple[set[str], str]:
-        run = run_example(lb, backend, template)
-        findings = judge(run)
-        backend.drop_connections()
+        run, findings = run_both(proxy, template)
+        proxy.drop_connections()
         time.sleep(0.02)
         return {class_key(f) for f in findings}, run.report(findings)
 
