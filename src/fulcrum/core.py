@@ -23,12 +23,26 @@ import sys
 
 NO_EXTENSIONS_ENV = "FULCRUM_NO_EXTENSIONS"
 
-# Compiled together, in this order (setup.py reads this tuple).
+# The modules of the compiled core, each with a .pxd beside it (setup.py reads this tuple).
 COMPILED = (
+    "fulcrum.balancing.ewma",
+    "fulcrum.balancing.backend",
+    "fulcrum.balancing.lease",
+    "fulcrum.balancing.base",
+    "fulcrum.balancing.round_robin",
+    "fulcrum.resilience.window",
+    "fulcrum.resilience.circuit_breaker",
+    "fulcrum.http.response_plan",
+    "fulcrum.observability.metrics",
+    "fulcrum.runtime.membership",
     "fulcrum.http.request_plan",
+    "fulcrum.proxy.settings",
+    "fulcrum.proxy.flow_control",
     "fulcrum.proxy.exchange",
     "fulcrum.proxy.upstream",
     "fulcrum.proxy.client",
+    "fulcrum.proxy.pool",
+    "fulcrum.runtime.pool",
 )
 
 COMPILED_CORE = "compiled"

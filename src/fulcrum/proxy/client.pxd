@@ -1,9 +1,13 @@
 # The compiled core's declarations for client.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 from fulcrum.proxy.exchange cimport Exchange
+from fulcrum.proxy.flow_control cimport ReadGate
+from fulcrum.proxy.settings cimport ProxySettings
 
 cdef class ClientConnection:
-    cdef public object server, loop, settings, transport, gate, parser, current, queue, timer, tunnel
+    cdef public ProxySettings settings
+    cdef public ReadGate gate
+    cdef public object server, loop, transport, parser, current, queue, timer, tunnel
     cdef public object trusted_by, request_metrics, next_request_id, client_ip, body_left
     cdef public Exchange receiving
     cdef public bytes client_ip_bytes, url, early, valid_host

@@ -1,0 +1,9 @@
+# The compiled core's declarations for ewma.py (fulcrum/core.py): attribute types, and the
+# methods that call each other in C. Public attributes stay readable and writable from Python.
+cdef class PeakEwma:
+    cdef public double tau, default_rtt, value
+    cdef public object stamp
+    cdef public bint observed
+
+    cpdef observe(self, double rtt, double now)
+    cpdef double cost(self, double now) except? -1.0

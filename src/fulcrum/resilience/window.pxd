@@ -1,0 +1,11 @@
+# The compiled core's declarations for window.py (fulcrum/core.py): attribute types, and the
+# methods that call each other in C. Public attributes stay readable and writable from Python.
+cdef class RollingCounts:
+    cdef public double window, width
+    cdef public Py_ssize_t size
+    cdef public list counts, totals
+    cdef public object head
+
+    cpdef Py_ssize_t _advance(self, double now) except -1
+    cpdef add(self, double now, Py_ssize_t column, Py_ssize_t n=*)
+    cpdef total(self, double now, Py_ssize_t column)

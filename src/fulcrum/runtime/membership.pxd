@@ -1,0 +1,4 @@
+# The compiled core's declarations for membership.py (fulcrum/core.py). Membership holds no
+# state; it is an extension type only so that its subclass, runtime.pool.Pool, can be one.
+cdef class Membership:
+    pass
