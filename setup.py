@@ -29,7 +29,13 @@ def compiled_modules() -> list[str]:
 
 
 class OptionalBuildExt(build_ext):
-    """A core that does not compile is no failed install: the pure-Python core runs instead."""
+    """A core that does not compile is no failed install: the pure-Python core runs instead.
+    The modules compile in parallel, one per core."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
 
     def run(self) -> None:
         try:

@@ -4,7 +4,8 @@ from fulcrum.balancing.ewma cimport PeakEwma
 
 cdef class Backend:
     cdef public str id, url, host
-    cdef public object port, weight, breaker, last_error
+    cdef public object port, breaker, last_error
+    cdef public Py_ssize_t weight
     cdef public Py_ssize_t in_flight, requests, failures
     cdef public bint available, enabled, healthy, ejected
     cdef public double ramp

@@ -1,21 +1,19 @@
 # The compiled core's declarations for client.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.proxy.downstream cimport Downstream
 from fulcrum.proxy.exchange cimport Exchange
-from fulcrum.proxy.flow_control cimport ReadGate
 from fulcrum.proxy.settings cimport ProxySettings
 
-cdef class ClientConnection:
+cdef class ClientConnection(Downstream):
     cdef public ProxySettings settings
-    cdef public ReadGate gate
-    cdef public object server, loop, transport, parser, current, queue, timer, tunnel
-    cdef public object trusted_by, request_metrics, next_request_id, client_ip, body_left
+    cdef public object server, parser, current, queue, timer, tunnel, trusted_by, body_left
     cdef public Exchange receiving
-    cdef public bytes client_ip_bytes, url, early, valid_host
+    cdef public bytes url, early
     cdef public list headers
     cdef public Py_ssize_t header_bytes, budget, head_limit, body_seen, body_pauses, send_buffered
-    cdef public bint in_head, closed, advancing, counted, tls, upgrading, peer_trusted
+    cdef public bint in_head, closed, advancing, counted, upgrading, peer_trusted
     cdef public int wait
-    cdef public double deadline, last_body, body_start, send_since, handshake_until
+    cdef public double deadline, last_body, body_start, handshake_until
 
     cpdef data_received(self, bytes data)
     cpdef on_message_begin(self)
@@ -24,6 +22,7 @@ cdef class ClientConnection:
     cpdef on_headers_complete(self)
     cpdef on_body(self, bytes body)
     cpdef on_message_complete(self)
-    cpdef exchange_done(self, Exchange exchange)
+    cpdef exchange_done(self, exchange)
+    cpdef abort_response(self)
     cpdef _wait(self, int what, double timeout)
     cpdef bint trusts_peer(self, trusted) except -1

@@ -17,6 +17,7 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import connection_tokens
 from fulcrum.http.responses import error_response
+from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
 
@@ -107,20 +108,18 @@ class _BodyAfterUpgrade:
         client.gate.pause(CLOSING)
 
 
-class ClientConnection:
-    """asyncio protocol for one accepted client connection.
+class ClientConnection(Downstream):
+    """asyncio protocol for one accepted client connection, and the Downstream of its exchanges.
 
     An asyncio.Protocol by its methods, not by inheritance: the compiled core makes it an
     extension type (fulcrum/core.py), which cannot derive from a Python class."""
 
     __slots__ = (
-        "server", "loop", "settings", "transport", "gate", "parser", "client_ip", "client_ip_bytes",
-        "current", "queue", "receiving", "url", "headers", "header_bytes", "in_head",
-        "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
-        "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "tls",
-        "budget", "upgrading", "trusted_by", "peer_trusted", "send_since", "send_buffered",
-        "handshake_until", "head_limit", "valid_host", "request_metrics", "next_request_id",
-    )
+        "server", "settings", "parser", "current", "queue", "receiving", "url", "headers", "header_bytes",
+        "in_head", "closed", "advancing", "timer", "wait", "deadline", "last_body", "body_left",
+        "body_start", "body_seen", "body_pauses", "counted", "tunnel", "early", "budget", "upgrading",
+        "trusted_by", "peer_trusted", "send_buffered", "handshake_until", "head_limit",
+    )  # and Downstream's: transport, gate, loop, tls, client_ip, ...
 
     def __init__(self, server: Listener, tls: bool = False) -> None:
         self.server = server

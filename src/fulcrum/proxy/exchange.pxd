@@ -1,9 +1,12 @@
 # The compiled core's declarations for exchange.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 from fulcrum.http.request_plan cimport RequestPlan
+from fulcrum.proxy.downstream cimport Downstream
+from fulcrum.proxy.response_sink cimport ResponseSink
 
-cdef class Exchange:
-    cdef public object client, runtime, pool, lease, backend, conn, attempts, route, chain, limit, upgrade, _ctx
+cdef class Exchange(ResponseSink):
+    cdef public Downstream client
+    cdef public object runtime, pool, lease, backend, conn, attempts, route, chain, limit, _ctx
     cdef public object content_length
     cdef public bytes method, target, host, upstream_head, head_pending, head_method, request_id
     cdef public list headers, pending_body
@@ -21,9 +24,18 @@ cdef class Exchange:
     cpdef forward(self, conn)
     cpdef on_request_body(self, bytes chunk)
     cpdef on_request_complete(self)
+    cpdef on_informational(self, int status, bytes reason, list headers)
     cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
     cpdef on_response_body(self, bytes chunk)
     cpdef on_response_complete(self, conn)
+    cpdef on_switching_protocols(self, conn, bytes reason, list headers)
+    cpdef start_tunnel(self, conn, bytes rest)
+    cpdef upstream_failed(self, conn, str reason, bint nothing_received)
+    cpdef upstream_invalid(self, conn, str reason)
+    cpdef upstream_timed_out(self, conn)
+    cpdef upstream_write_paused(self)
+    cpdef upstream_write_resumed(self)
+    cpdef internal_error(self, exc, str where)
     cpdef finish(self)
 
 cpdef run_log_phase(exchange, chain, metrics)

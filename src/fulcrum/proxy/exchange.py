@@ -9,14 +9,14 @@ one place. An exchange is done when its response is fully written; if the reques
 not fully read by then, the client connection closes, because the rest of that body would
 otherwise be read as the next request.
 
-The exchange knows its client connection only as a ``Downstream`` and is known to its
-upstream connection only as that connection's ``ResponseSink``: no back-pointers to classes.
+The exchange knows its client connection only as a ``Downstream`` (proxy/downstream.py) and is
+known to its upstream connection only as a ``ResponseSink`` (proxy/response_sink.py): small
+base classes, so no back-pointers to the classes above.
 """
 from __future__ import annotations
 
 import logging
 from time import monotonic
-from typing import Protocol
 
 from fulcrum.filters.chain import EMPTY
 from fulcrum.http.client_address import client_ip
@@ -32,8 +32,10 @@ from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_respo
 from fulcrum.http.responses import error_response
 from fulcrum.http.upstream_request import UpstreamRequest
 from fulcrum.proxy.attempts import Attempts
+from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.flow_control import BACKPRESSURE
 from fulcrum.proxy.flow_control import CONNECTING as NO_BACKEND_YET  # a read-pause reason, not the phase
+from fulcrum.proxy.response_sink import ResponseSink
 from fulcrum.proxy.tunnel import Tunnel
 from fulcrum.resilience.retry_policy import IDEMPOTENT, Failure
 
@@ -69,28 +71,7 @@ class InvalidTransition(RuntimeError):
     """A bug: the exchange was asked to move to a phase its current one does not lead to."""
 
 
-class Downstream(Protocol):
-    """What an exchange needs of the client connection it answers."""
-
-    transport: object       # asyncio.Transport: write/writelines
-    gate: object            # flow_control.ReadGate: pause/resume reading from the client
-    loop: object
-    tls: bool
-    client_ip: str
-    client_ip_bytes: bytes
-    valid_host: bytes       # the last Host found valid on this connection
-    send_since: float       # non-zero while the client's write buffer is over its high-water mark
-    request_metrics: object  # observability's recorder, or None
-
-    def next_request_id(self) -> bytes: ...
-    def trusts_peer(self, trusted) -> bool: ...
-    def exchange_done(self, exchange: "Exchange") -> None: ...
-    def abort_response(self) -> None: ...
-    def tunnel_opened(self, tunnel) -> bytes: ...
-    def tunnel_closed(self) -> None: ...
-
-
-class Exchange:
+class Exchange(ResponseSink):
     """A request on a client connection and the response that answers it."""
 
     __slots__ = (
@@ -99,7 +80,7 @@ class Exchange:
         "upstream_head", "phase", "pool", "lease", "backend", "conn", "pending_body",
         "request_done", "body_bytes", "response_started", "head_pending", "framing", "status",
         "sent_at", "bytes_out", "tries", "attempts", "route", "chain", "received_at",
-        "upstream_time", "duration", "limit", "upgrade", "_ctx", "head_method",
+        "upstream_time", "duration", "limit", "_ctx", "head_method",
     )
 
     def __init__(self, client: Downstream, runtime, method: bytes, target: bytes,
@@ -396,7 +377,9 @@ class Exchange:
         if not self.http11 or self.response_started:
             return
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        lines.extend(b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in RESPONSE_HEADERS)
+        for name, value in headers:
+            if name.lower() not in RESPONSE_HEADERS:
+                lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(b"\r\n")
         self.client.transport.write(b"".join(lines))
 

@@ -1,7 +1,10 @@
 # The compiled core's declarations for upstream.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.proxy.response_sink cimport ResponseSink
+
 cdef class UpstreamConnection:
-    cdef public object pool, loop, transport, parser, exchange, deadline, timer, body_left
+    cdef public ResponseSink exchange
+    cdef public object pool, loop, transport, parser, deadline, timer, body_left
     cdef public list headers
     cdef public bytes reason
     cdef public bint in_head, informational, complete, reusable, expect_eof, skip_body, closed
@@ -12,8 +15,8 @@ cdef class UpstreamConnection:
     cpdef attach(self, exchange, bint skip_body)
     cpdef arm_response_timer(self, double timeout)
     cpdef data_received(self, bytes data)
-    cpdef _pass_body(self, exchange, bytes data)
-    cpdef _completed(self, exchange)
+    cpdef _pass_body(self, ResponseSink exchange, bytes data)
+    cpdef _completed(self, ResponseSink exchange)
     cpdef on_message_begin(self)
     cpdef on_status(self, bytes reason)
     cpdef on_header(self, bytes name, bytes value)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
-
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from fulcrum.http.headers import asks_websocket
+from fulcrum.proxy.response_sink import ResponseSink
 
 log = logging.getLogger("fulcrum.proxy")
 
@@ -23,26 +22,6 @@ PROGRESSED = -1
 # 1xx responses (100 Continue, 103 Early Hints) a backend may send before its final one;
 # more is a flood, and the response is invalid (502).
 MAX_INFORMATIONAL = 5
-
-
-class ResponseSink(Protocol):
-    """What an upstream connection tells the exchange it serves (proxy/exchange.py)."""
-
-    upgrade: bytes | None   # the protocol asked for, when the request may become a tunnel
-
-    def on_informational(self, status: int, reason: bytes, headers: list) -> None: ...
-    def on_response_head(self, conn: "UpstreamConnection", status: int, reason: bytes,
-                         headers: list) -> bool: ...
-    def on_response_body(self, chunk: bytes) -> None: ...
-    def on_response_complete(self, conn: "UpstreamConnection") -> None: ...
-    def on_switching_protocols(self, conn: "UpstreamConnection", reason: bytes, headers: list) -> None: ...
-    def start_tunnel(self, conn: "UpstreamConnection", rest: bytes) -> None: ...
-    def upstream_failed(self, conn: "UpstreamConnection", reason: str, nothing_received: bool) -> None: ...
-    def upstream_invalid(self, conn: "UpstreamConnection", reason: str) -> None: ...
-    def upstream_timed_out(self, conn: "UpstreamConnection") -> None: ...
-    def upstream_write_paused(self) -> None: ...
-    def upstream_write_resumed(self) -> None: ...
-    def internal_error(self, exc: BaseException, where: str) -> None: ...
 
 
 def _upgrades_to_websocket(headers: list) -> bool:
