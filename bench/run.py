@@ -179,7 +179,9 @@ def _environment(args, names: list[str]) -> list[str]:
     if "haproxy" in names:
         versions.append(f"HAProxy {tool_version([which('haproxy') or 'haproxy', '-v']).split()[2]}")
     if "fulcrum" in names:
-        versions.append(f"fulcrum {tool_version([find_fulcrum(args.fulcrum_bin), 'version']).split()[-1]}")
+        out = subprocess.run([find_fulcrum(args.fulcrum_bin), "version"], capture_output=True, text=True,
+                             timeout=30, env={**os.environ}).stdout.split()  # "fulcrum X core: KIND"
+        versions.append(f"fulcrum {out[1]} ({out[-1]} core)" if len(out) == 4 else "fulcrum ?")
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "no commit yet"
     return [
