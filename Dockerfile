@@ -21,9 +21,12 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # pyproject.toml names README.md as the package's readme: the build needs it.
-COPY pyproject.toml README.md ./
+# gcc (and the image's Python headers) compile the core; without them the pure-Python core installs.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
-RUN python -m venv /opt/fulcrum && /opt/fulcrum/bin/pip install .
+RUN python -m venv /opt/fulcrum && /opt/fulcrum/bin/pip install . \
+    && /opt/fulcrum/bin/fulcrum --version | grep -qx "core: compiled"
 
 # -- runtime: that environment alone, no source tree, no build leftovers --------------------------
 # (Copying a venv between stages of the same base image needs no BuildKit feature.)
