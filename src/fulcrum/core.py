@@ -102,7 +102,7 @@ def select(environ=os.environ) -> str:
         kind, why = COMPILED_CORE, ""
         return kind
     loaded = [module for module in COMPILED if module in sys.modules]
-    if loaded:  # too late to choose: say what runs
+    if loaded:  # compiled modules are in already: refuse to mix the two cores in one process
         raise RuntimeError(f"fulcrum.core.select() after {', '.join(loaded)} was imported")
     sys.meta_path.insert(0, _SourceOnly())
     kind = PURE_PYTHON_CORE
