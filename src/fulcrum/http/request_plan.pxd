@@ -1,7 +1,5 @@
 # The compiled core's declarations for request_plan.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
-cimport cython
-
 cdef class RequestPlan:
     cdef public bytes target, host, framing, request_id
     cdef public list lines
