@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fulcrum.http.errors import HttpError
-from fulcrum.http.request_plan import backend_authority, header_lines, header_pairs, plan_request, upstream_head
+from fulcrum.http.request_plan import backend_authority, header_fields, header_pairs, plan_request, upstream_head
 
 H = (b"Host", b"example.com")
 
@@ -15,7 +15,7 @@ def plan(*headers, method=b"GET", target=b"/", http11=True, upgrade=False, limit
 
 
 def head(p, method=b"GET", client=b"192.0.2.1", https=False, request_id=b"rid", peer=False, host=None):
-    return upstream_head(method, p.target, p.host if host is None else host, p.lines, p, client, https,
+    return upstream_head(method, p.target, p.host if host is None else host, p.fields, p, client, https,
                          request_id, peer)
 
 
@@ -69,12 +69,12 @@ def test_no_connection_token_drops_what_fulcrum_owns(token):
 
 def test_a_connection_token_drops_the_header_it_names_by_name():
     p = plan(H, (b"Connection", b"x-hop, close"), (b"X-Hop", b"1"), (b"X-Hop-Not", b"2"), (b"x-HOP", b"3"))
-    assert p.lines == [b"X-Hop-Not: 2\r\n"]
+    assert p.fields == [b"X-Hop-Not", b": ", b"2", b"\r\n"]
 
 
 @pytest.mark.parametrize("name", [b"X_Real_IP", b"X_Forwarded_For", b"x_forwarded_host", b"Transfer_Encoding"])
 def test_underscore_spellings_of_owned_headers_are_dropped(name):
-    assert plan(H, (name, b"6.6.6.6"), (b"X_Custom", b"kept")).lines == [b"X_Custom: kept\r\n"]
+    assert b"".join(plan(H, (name, b"6.6.6.6"), (b"X_Custom", b"kept")).fields) == b"X_Custom: kept\r\n"
 
 
 @pytest.mark.parametrize("method, upgrade, extra, expected", [
@@ -128,6 +128,13 @@ def test_a_known_valid_host_is_not_checked_again_and_a_client_request_id_is_kept
     assert plan(H, (b"X-Request-ID", b"has space")).request_id == b""
 
 
-def test_header_lines_and_pairs_round_trip():
+def test_header_fields_and_pairs_round_trip():
     pairs = [(b"X-A", b"1"), (b"x-b", b"two: words")]
-    assert header_pairs(header_lines(pairs)) == pairs
+    assert header_pairs(header_fields(pairs)) == pairs
+    assert b"".join(header_fields(pairs)) == b"X-A: 1\r\nx-b: two: words\r\n"
+
+
+def test_forwarded_for_lists_every_earlier_hop_then_the_client():
+    p = plan(H, (b"X-Forwarded-For", b"10.0.0.1"), (b"X-Forwarded-For", b"10.0.0.2, 10.0.0.3"))
+    assert b"\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.1\r\n" in head(p)
+    assert b"\r\nX-Forwarded-Proto: https\r\n" in head(p, https=True)

@@ -1,7 +1,9 @@
 """Header hygiene for a proxy: hop-by-hop stripping and the framing checks
 that llhttp leaves to us (RFC 9110 §7.6.1, RFC 9112 §6, §7).
 
-Pure functions over lists of ``(name, value)`` byte pairs; no I/O.
+Pure functions over lists of ``(name, value)`` byte pairs, and over header fields as the
+proxy builds heads: one flat list, ``name, b": ", value, b"\r\n"`` for each field, which one
+``b"".join`` turns into the head (no formatting per field on the hot path); no I/O.
 """
 from __future__ import annotations
 
@@ -53,9 +55,18 @@ def named_by_connection(value: bytes) -> set[bytes] | None:
     return connection_tokens(value) - _PLAIN_CONNECTION - NEVER_NOMINATED or None
 
 
-def without_named(lines: list[bytes], named: set[bytes]) -> list[bytes]:
-    """Serialised header lines (``Name: value\r\n``) whose name is not in ``named``."""
-    return [line for line in lines if line[:line.index(b":")].lower() not in named]
+def without_named(fields: list[bytes], named: set[bytes]) -> list[bytes]:
+    """Header fields (flat: ``name, b": ", value, b"\r\n"`` each) whose name is not in ``named``."""
+    kept: list[bytes] = []
+    for i in range(0, len(fields), 4):
+        if fields[i].lower() not in named:
+            kept.extend(fields[i:i + 4])
+    return kept
+
+
+def field_lines(fields: list[bytes]) -> list[bytes]:
+    """Flat header fields as lines (``Name: value\r\n``), the form filters see."""
+    return [b"".join(fields[i:i + 4]) for i in range(0, len(fields), 4)]
 
 
 def asks_websocket(upgrade: bytes | None) -> bool:

@@ -1,11 +1,13 @@
 # The compiled core's declarations for request_plan.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.http.headers cimport without_named
+
 cdef class RequestPlan:
     cdef public bytes target, host, framing, request_id
-    cdef public list lines
-    cdef public object peer_lines, upgrade, forwarded_for
+    cdef public list fields
+    cdef public object peer_fields, upgrade, forwarded_for
     cdef public bint has_body, chunked
     cdef public object content_length
 
-cpdef bytes upstream_head(bytes method, bytes target, bytes host, list lines, RequestPlan plan,
-                          bytes client_ip, bint https, bytes request_id, bint peer_lines=*)
+cpdef bytes upstream_head(bytes method, bytes target, bytes host, list fields, RequestPlan plan,
+                          bytes client_ip, bint https, bytes request_id, bint peer_fields=*)

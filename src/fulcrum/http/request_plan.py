@@ -33,14 +33,15 @@ _HASH, _UNDERSCORE = ord("#"), ord("_")
 class RequestPlan:
     """What the backend gets for one request head, and what the head said about its body.
 
-    ``lines`` are the header lines passed on (``Name: value\r\n``), without Host, the
-    framing and forwarding headers and the hop-by-hop ones; ``peer_lines`` the client's
-    Forwarded / X-Real-IP lines, passed on only by the caller's policy. ``framing`` is the
+    ``fields`` are the header fields passed on, flat (``name, b": ", value, b"\r\n"`` each,
+    see http/headers.py), without Host, the framing and forwarding headers and the hop-by-hop
+    ones; ``peer_fields`` the client's Forwarded / X-Real-IP fields, passed on only by the
+    caller's policy. ``framing`` is the
     Content-Length or Transfer-Encoding line for the backend (or b""); ``upgrade`` is
     b"websocket" when the request may become a tunnel. Built by ``plan_request``.
     """
 
-    __slots__ = ("target", "host", "lines", "peer_lines", "framing", "has_body", "chunked",
+    __slots__ = ("target", "host", "fields", "peer_fields", "framing", "has_body", "chunked",
                  "content_length", "upgrade", "request_id", "forwarded_for")
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
@@ -64,20 +65,20 @@ class RequestPlan:
                 authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
             elif target != b"*" or method != b"OPTIONS":
                 raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
-        lines: list[bytes] = []
+        fields: list[bytes] = []
         host: bytes | None = None
         forwarded_for: list[bytes] | None = None
         te: list[bytes] | None = None
         content_length: bytes | None = None
         named: set[bytes] | None = None
-        peer_lines: list[bytes] | None = None
+        peer_fields: list[bytes] | None = None
         request_id = b""
         for name, value in headers:
             kind = REQUEST_HEADERS.get(name.lower())
             if kind is None:
                 if _UNDERSCORE in name and _spelled_as_ours(name):
                     continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
-                lines.append(b"%s: %s\r\n" % (name, value))
+                fields.extend((name, b": ", value, b"\r\n"))
             elif kind == HOST:
                 if host is not None:
                     raise BadRequest("more than one Host header")
@@ -100,9 +101,9 @@ class RequestPlan:
                 if tokens:
                     named = tokens if named is None else named | tokens
             elif kind == PEER:
-                if peer_lines is None:
-                    peer_lines = []
-                peer_lines.append(b"%s: %s\r\n" % (name, value))
+                if peer_fields is None:
+                    peer_fields = []
+                peer_fields.extend((name, b": ", value, b"\r\n"))
         if host is not None:
             if host != known_host and not valid_authority(host):
                 raise BadRequest("invalid Host header")
@@ -113,9 +114,9 @@ class RequestPlan:
         if authority is not None:
             host = authority  # the target's authority wins over Host
         if named:
-            lines = without_named(lines, named)
-            if peer_lines:
-                peer_lines = without_named(peer_lines, named)
+            fields = without_named(fields, named)
+            if peer_fields:
+                peer_fields = without_named(peer_fields, named)
         framing = b""
         has_body = chunked = False
         length = 0
@@ -135,8 +136,8 @@ class RequestPlan:
                     break
         self.target = target
         self.host = host
-        self.lines = lines
-        self.peer_lines = peer_lines
+        self.fields = fields
+        self.peer_fields = peer_fields
         self.framing = framing
         self.has_body = has_body
         self.chunked = chunked
@@ -157,25 +158,28 @@ def _spelled_as_ours(name: bytes) -> bool:
     return REQUEST_HEADERS.get(name.lower().replace(b"_", b"-")) is not None
 
 
-def upstream_head(method: bytes, target: bytes, host: bytes, lines: list[bytes], plan: RequestPlan,
-                  client_ip: bytes, https: bool, request_id: bytes, peer_lines: bool = False) -> bytes:
-    """The head the backend is sent: request line, Host, the passed lines (and the peer's
-    forwarding lines when ``peer_lines``), framing, the upgrade, then Fulcrum's forwarding
+def upstream_head(method: bytes, target: bytes, host: bytes, fields: list[bytes], plan: RequestPlan,
+                  client_ip: bytes, https: bool, request_id: bytes, peer_fields: bool = False) -> bytes:
+    """The head the backend is sent: request line, Host, the passed fields (and the peer's
+    forwarding fields when ``peer_fields``), framing, the upgrade, then Fulcrum's forwarding
     headers. ``host`` is the plan's, or the backend's authority for a request without one."""
-    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, host)]
-    parts += lines
-    if peer_lines and plan.peer_lines:
-        parts += plan.peer_lines
+    parts = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    parts += fields
+    if peer_fields and plan.peer_fields:
+        parts += plan.peer_fields
     if plan.framing:
         parts.append(plan.framing)
     if plan.upgrade is not None:
         parts.append(_WEBSOCKET)
-    forwarded_for = plan.forwarded_for
-    xff = b", ".join(forwarded_for) + b", " + client_ip if forwarded_for else client_ip
     if plan.host:
-        parts.append(b"X-Forwarded-Host: %s\r\n" % plan.host)
-    parts.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n\r\n"
-                 % (xff, b"https" if https else b"http", request_id))
+        parts.extend((b"X-Forwarded-Host: ", plan.host, b"\r\n"))
+    parts.append(b"X-Forwarded-For: ")
+    forwarded_for = plan.forwarded_for
+    if forwarded_for:
+        for earlier in forwarded_for:
+            parts.extend((earlier, b", "))
+    parts.extend((client_ip, b"\r\nX-Forwarded-Proto: https\r\nX-Request-ID: " if https
+                  else b"\r\nX-Forwarded-Proto: http\r\nX-Request-ID: ", request_id, b"\r\n\r\n"))
     return b"".join(parts)
 
 
@@ -186,14 +190,14 @@ def backend_authority(host: str, port: int) -> bytes:
     return (host if port == 80 else f"{host}:{port}").encode()
 
 
-def header_pairs(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """``Name: value\\r\\n`` lines back to ``(name, value)`` pairs (names hold no colon)."""
-    pairs = []
-    for line in lines:
-        name, _, value = line[:-2].partition(b": ")
-        pairs.append((name, value))
-    return pairs
+def header_pairs(fields: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Flat header fields (see http/headers.py) as ``(name, value)`` pairs."""
+    return list(zip(fields[0::4], fields[2::4]))
 
 
-def header_lines(pairs) -> list[bytes]:
-    return [b"%s: %s\r\n" % (name, value) for name, value in pairs]
+def header_fields(pairs) -> list[bytes]:
+    """``(name, value)`` pairs as flat header fields."""
+    fields: list[bytes] = []
+    for name, value in pairs:
+        fields.extend((name, b": ", value, b"\r\n"))
+    return fields

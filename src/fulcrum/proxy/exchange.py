@@ -22,11 +22,11 @@ from fulcrum.filters.chain import EMPTY
 from fulcrum.http.client_address import client_ip
 from fulcrum.http.errors import HttpError
 from fulcrum.http.headers import (
-    CONNECTION, CONTENT_LENGTH, PLAIN_CONNECTION_VALUES, RESPONSE_HEADERS, TRANSFER_ENCODING, host_without_port,
-    named_by_connection, without_named,
+    CONNECTION, CONTENT_LENGTH, PLAIN_CONNECTION_VALUES, RESPONSE_HEADERS, TRANSFER_ENCODING, field_lines,
+    host_without_port, named_by_connection, without_named,
 )
 from fulcrum.http.request_plan import (
-    backend_authority, header_lines, header_pairs, plan_request, upstream_head,
+    backend_authority, header_fields, header_pairs, plan_request, upstream_head,
 )
 from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
@@ -42,6 +42,8 @@ from fulcrum.resilience.retry_policy import IDEMPOTENT, Failure
 log = logging.getLogger("fulcrum.proxy")
 
 _LAST_CHUNK = b"0\r\n\r\n"
+# "200 " … : a status line's code and its space, by status (llhttp reads three digits).
+_STATUS_CODES = tuple(b"%03d " % code for code in range(1000))
 _GATEWAY_FAILURES = frozenset({502, 503, 504})
 
 # The phases. RECEIVED: the head is parsed and planned (perhaps queued behind another).
@@ -109,15 +111,15 @@ class Exchange(ResponseSink):
         self.chunked = plan.chunked
         self.content_length = plan.content_length
         self.upgrade = plan.upgrade  # b"websocket" when the request may become a tunnel
-        self.request_id = request_id = plan.request_id or client.next_request_id()
+        self.request_id = request_id = plan.request_id or client.request_ids.next()
         self.client_ip = client.client_ip
         trusted = runtime.trusted
         if trusted is not None and client.trusts_peer(trusted):
             self.client_ip = self.forwarded_client(trusted)
         # An HTTP/1.0 request without Host gets the backend's authority (forward()).
         self.upstream_head = upstream_head(
-            method, plan.target, host, plan.lines, plan, client.client_ip_bytes, client.tls, request_id,
-            plan.peer_lines is not None and self._keeps_peer_headers()) if host else b""
+            method, plan.target, host, plan.fields, plan, client.client_ip_bytes, client.tls, request_id,
+            plan.peer_fields is not None and self._keeps_peer_headers()) if host else b""
         # the lifecycle
         self.phase = RECEIVED
         self.route = ""
@@ -248,7 +250,7 @@ class Exchange(ResponseSink):
         """Phase upstream request: the route's rewrites and the filters' hooks change method,
         target and headers; the head is built from what they leave."""
         plan = self.plan
-        request = UpstreamRequest(self.method, self.target, header_pairs(plan.lines))
+        request = UpstreamRequest(self.method, self.target, header_pairs(plan.fields))
         for hook in hooks:
             hook(self, request)
         # (UpstreamRequest keeps the target origin-form and method and headers injection-free.)
@@ -261,11 +263,11 @@ class Exchange(ResponseSink):
                              f"a request cannot become or stop being HEAD")
         self.head_method = method
         plan.target = target = request.target
-        plan.lines = header_lines(request.headers.items())
+        plan.fields = header_fields(request.headers.items())
         if self.host:
             self.upstream_head = upstream_head(
-                method, target, self.host, plan.lines, plan, self.client.client_ip_bytes,
-                self.client.tls, self.request_id, plan.peer_lines is not None and self._keeps_peer_headers())
+                method, target, self.host, plan.fields, plan, self.client.client_ip_bytes,
+                self.client.tls, self.request_id, plan.peer_fields is not None and self._keeps_peer_headers())
 
     def try_backend(self) -> None:
         """Phase pick + forward, for the first try and every retry."""
@@ -289,7 +291,8 @@ class Exchange(ResponseSink):
         self.tries += 1
         if attempts is not None:
             attempts.tried += (backend,)
-        conn = pool.connections[backend.id].acquire()
+        connections = pool.connections[backend.id]
+        conn = connections.acquire()
         if conn is not None:
             self.forward(conn)
         else:
@@ -312,8 +315,8 @@ class Exchange(ResponseSink):
         if not head:  # HTTP/1.0 without Host: the backend's authority
             plan, backend = self.plan, self.backend
             head = upstream_head(self.head_method, plan.target, backend_authority(backend.host, backend.port),
-                                 plan.lines, plan, self.client.client_ip_bytes, self.client.tls,
-                                 self.request_id, plan.peer_lines is not None and self._keeps_peer_headers())
+                                 plan.fields, plan, self.client.client_ip_bytes, self.client.tls,
+                                 self.request_id, plan.peer_fields is not None and self._keeps_peer_headers())
         parts = [head]
         body = self.attempts.replay if self.tries > 1 else self.pending_body
         if body:
@@ -400,14 +403,16 @@ class Exchange(ResponseSink):
             self.lease.judged = True
         self._to(RESPONDING)
         self.status = status
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        # The head is built as flat fields (http/headers.py): one join at the end, no
+        # formatting per field.
+        out = [b"HTTP/1.1 ", _STATUS_CODES[status], reason, b"\r\n"]
         content_length: bytes | None = None
         codings: list[bytes] | None = None
         named: set[bytes] | None = None
         for name, value in headers:
             kind = RESPONSE_HEADERS.get(name.lower())
             if kind is None:
-                out.append(b"%s: %s\r\n" % (name, value))
+                out.extend((name, b": ", value, b"\r\n"))
             elif kind == CONTENT_LENGTH:
                 content_length = value
             elif kind == TRANSFER_ENCODING:
@@ -417,7 +422,7 @@ class Exchange(ResponseSink):
                 if tokens:
                     named = tokens if named is None else named | tokens
         if named:
-            out[1:] = without_named(out[1:], named)
+            out[4:] = without_named(out[4:], named)
         framing, line, length, close_delimited = plan_response(self.head_method, status, self.http11,
                                                                content_length, codings)
         self.framing = framing
@@ -431,20 +436,24 @@ class Exchange(ResponseSink):
         if framing == UNTIL_CLOSE:
             self.keep_alive = False  # an HTTP/1.0 client learns the end from our close
         if self.chain.response:
+            # Response filters see the head as lines: the status line, then one per field.
+            lines = [b"".join(out[:4])] + field_lines(out[4:len(out) - 1 if line else len(out)])
+            if line:
+                lines.append(line)
             try:
-                out = self.chain.respond(self, status, out)
+                out = list(self.chain.respond(self, status, lines))
             except Exception as exc:
                 self.internal_error(exc, "response filter")
                 return False  # the backend's response is dropped, and its connection with it
-        out.append(b"X-Request-ID: %s\r\n" % self.request_id)
+        out.extend((b"X-Request-ID: ", self.request_id))
         if pool.tries_header:
-            out.append(b"X-Fulcrum-Tries: %d\r\n" % self.tries)
+            out.append(b"\r\nX-Fulcrum-Tries: %d" % self.tries)
         if not self.keep_alive:
-            out.append(b"Connection: close\r\n\r\n")
+            out.append(b"\r\nConnection: close\r\n\r\n")
         elif not self.http11:
-            out.append(b"Connection: keep-alive\r\n\r\n")
+            out.append(b"\r\nConnection: keep-alive\r\n\r\n")
         else:
-            out.append(b"\r\n")
+            out.append(b"\r\n\r\n")
         self.head_pending = b"".join(out)
         return True
 
