@@ -18,6 +18,7 @@ from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import connection_tokens
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.downstream import Downstream
+from fulcrum.proxy.request_ids import RequestIds
 from fulcrum.proxy.exchange import Exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
 
@@ -43,7 +44,7 @@ class Listener(Protocol):
     def admit(self, conn: "ClientConnection") -> str | None: ...
     def release(self, conn: "ClientConnection") -> None: ...
     def handshaking(self, conn: "ClientConnection") -> None: ...
-    def next_request_id(self) -> bytes: ...
+    request_ids: RequestIds
 
 
 class _Rejection:
@@ -159,7 +160,7 @@ class ClientConnection(Downstream):
         self.head_limit = self.budget = self.settings.max_header_bytes
         self.valid_host = b""   # the last Host that passed the check (keep-alive repeats it)
         self.request_metrics = server.request_metrics  # observability's recorder, or None
-        self.next_request_id = server.next_request_id  # for the exchanges (Downstream)
+        self.request_ids = server.request_ids  # for the exchanges (Downstream)
         self.upgrading = False  # an upgrade request with a body that is no tunnel: read its body
         self.trusted_by = None  # the TrustedProxies that peer_trusted was computed against
         self.peer_trusted = False
@@ -187,7 +188,7 @@ class ClientConnection(Downstream):
         if refused:
             self.parser = None
             self.closed = True
-            self._answer(_Rejection(503, refused, self.server.next_request_id(), self.client_ip, self.tls))
+            self._answer(_Rejection(503, refused, self.request_ids.next(), self.client_ip, self.tls))
             transport.close()
             return
         self._wait(_HEAD, self.settings.client_header_timeout)
@@ -484,7 +485,7 @@ class ClientConnection(Downstream):
                 return
         elif receiving is not None and self.queue and receiving in self.queue:
             self.queue.remove(receiving)  # pipelined and not started: never forward half of it
-        request_id = receiving.request_id if receiving is not None else self.server.next_request_id()
+        request_id = receiving.request_id if receiving is not None else self.request_ids.next()
         self._enqueue(_Rejection(status, reason, request_id, self.client_ip, self.tls, headers))
         log.debug("rejected request from %s: %d %s", self.client_ip, status, reason)
         self._advance()
@@ -630,7 +631,7 @@ class ClientConnection(Downstream):
         if what == _HEAD:
             if self.in_head:
                 self._answer(_Rejection(408, "request head not received in time",
-                                        self.server.next_request_id(), self.client_ip, self.tls))
+                                        self.request_ids.next(), self.client_ip, self.tls))
             self._close()
         elif what == _IDLE:
             self._close()

@@ -18,7 +18,7 @@ class Downstream:
         "valid_host",       # the last Host found valid on this connection
         "send_since",       # non-zero while the client's write buffer is over its high-water mark
         "request_metrics",  # observability's recorder, or None
-        "next_request_id",  # () -> bytes: a new request id
+        "request_ids",      # request_ids.RequestIds: the process's ids, for new exchanges
     )
 
     def trusts_peer(self, trusted) -> bool:

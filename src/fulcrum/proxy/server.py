@@ -4,14 +4,13 @@ the connection limits, request ids and the idle-connection sweeper."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import socket
 from typing import Protocol
 
 from fulcrum.config.model import parse_host_port
 from fulcrum.proxy.client import ClientConnection
+from fulcrum.proxy.request_ids import RequestIds
 
 log = logging.getLogger("fulcrum.proxy")
 
@@ -52,10 +51,7 @@ class ProxyServer:
         self.request_metrics = None  # observability's per-request recorder, when metrics are on
         self.active_checks = True  # False in a worker: the supervisor checks and tells it
         self.server: asyncio.AbstractServer | None = None
-        # Ids are a per-process random prefix plus a counter: unique, and far
-        # cheaper per request than uuid4.
-        self._id_prefix = os.urandom(4).hex().encode()
-        self._ids = itertools.count(1)
+        self.request_ids = RequestIds()
         self._sweeper: asyncio.TimerHandle | None = None
 
     def handshaking(self, conn: ClientConnection) -> None:
@@ -97,9 +93,6 @@ class ProxyServer:
                 self.per_address[conn.client_ip] = left
             else:
                 self.per_address.pop(conn.client_ip, None)
-
-    def next_request_id(self) -> bytes:
-        return b"%s-%08x" % (self._id_prefix, next(self._ids))
 
     async def start(self, host: str, port: int, backlog: int = 4096) -> None:
         """Bind the plain listener, and the TLS one when configured."""
