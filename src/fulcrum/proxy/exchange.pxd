@@ -1,12 +1,25 @@
 # The compiled core's declarations for exchange.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+cimport cython
+from fulcrum.balancing.backend cimport Backend
+from fulcrum.balancing.lease cimport Lease
+from fulcrum.filters.chain cimport Chain
+from fulcrum.http.headers cimport field_lines, host_without_port, without_named
 from fulcrum.http.request_plan cimport RequestPlan
+from fulcrum.proxy.balancer cimport Balancer
 from fulcrum.proxy.downstream cimport Downstream
+from fulcrum.proxy.pool cimport ConnectionPool
 from fulcrum.proxy.response_sink cimport ResponseSink
+from fulcrum.proxy.upstream cimport UpstreamConnection
 
 cdef class Exchange(ResponseSink):
     cdef public Downstream client
-    cdef public object runtime, pool, lease, backend, conn, attempts, route, chain, limit, _ctx
+    cdef public object runtime, attempts, route, limit, _ctx
+    cdef public Balancer pool
+    cdef public Lease lease
+    cdef public Backend backend
+    cdef public UpstreamConnection conn
+    cdef public Chain chain
     cdef public object content_length
     cdef public bytes method, target, host, upstream_head, head_pending, head_method, request_id
     cdef public list headers, pending_body
@@ -19,12 +32,14 @@ cdef class Exchange(ResponseSink):
 
     cpdef _to(self, int phase)
     cpdef start(self)
+    @cython.locals(connections=ConnectionPool)
     cpdef try_backend(self)
     cpdef connect(self)
-    cpdef forward(self, conn)
+    cpdef forward(self, UpstreamConnection conn)
     cpdef on_request_body(self, bytes chunk)
     cpdef on_request_complete(self)
     cpdef on_informational(self, int status, bytes reason, list headers)
+    @cython.locals(out=list)
     cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
     cpdef on_response_body(self, bytes chunk)
     cpdef on_response_complete(self, conn)

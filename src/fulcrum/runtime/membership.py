@@ -13,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from fulcrum.balancing.backend import Backend
+from fulcrum.proxy.balancer import Balancer
 
 if TYPE_CHECKING:
     from fulcrum.balancing.base import Strategy
@@ -54,7 +55,7 @@ class Builders:
         self.breaker = breaker
 
 
-class Membership:
+class Membership(Balancer):
     """Runtime backend changes for Pool (which holds all the state)."""
 
     __slots__ = ()

@@ -7,14 +7,12 @@ from fulcrum.balancing.lease cimport Lease
 from fulcrum.runtime.membership cimport Membership
 
 cdef class Pool(Membership):
-    cdef public str name
     cdef public list backends
     cdef public Strategy strategy
-    cdef public dict connections
-    cdef public object outliers, retry, budget, _checker, clock, rng, builders
+    cdef public object _checker, clock, builders
     cdef public Py_ssize_t max_in_flight
     cdef public double panic_threshold, slow_start
-    cdef public bint tries_header, panicking, timed_tries
+    cdef public bint panicking
 
     @cython.locals(backend=Backend)
     cpdef lease(self, request, tuple exclude=*)

@@ -40,10 +40,9 @@ OPEN = BreakerState.OPEN
 class Pool(Membership):
     """A named group of backends with their strategy, connections and resilience state."""
 
-    __slots__ = (
-        "name", "backends", "strategy", "connections", "outliers", "retry", "budget",
-        "max_in_flight", "panic_threshold", "tries_header", "_checker", "panicking",
-        "clock", "rng", "slow_start", "builders", "timed_tries",
+    __slots__ = (  # and Balancer's (proxy/balancer.py)
+        "backends", "strategy", "max_in_flight", "panic_threshold", "_checker", "panicking",
+        "clock", "slow_start", "builders",
     )
 
     def __init__(self, name: str, backends: list[Backend], strategy: Strategy,
