@@ -48,6 +48,7 @@ COMPILED = (
     "fulcrum.proxy.flow_control",
     "fulcrum.proxy.request_ids",
     "fulcrum.filters.chain",
+    "fulcrum.proxy.frontend",
     "fulcrum.proxy.downstream",
     "fulcrum.proxy.response_sink",
     "fulcrum.proxy.exchange",

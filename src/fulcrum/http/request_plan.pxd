@@ -2,6 +2,9 @@
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 from fulcrum.http.headers cimport without_named
 
+cdef dict REQUEST_HEADERS
+cdef frozenset PLAIN_CONNECTION_VALUES
+
 cdef class RequestPlan:
     cdef public bytes target, host, framing, request_id
     cdef public list fields

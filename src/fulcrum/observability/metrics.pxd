@@ -11,5 +11,7 @@ cdef class RequestMetrics:
     cdef public tuple bounds
     cdef public dict series, retired, recent
 
-    @cython.locals(s=_Series, tries=Py_ssize_t, duration=double, upstream=double, bounds=tuple)
     cpdef observe(self, exchange)
+    @cython.locals(s=_Series, bounds=tuple)
+    cpdef count(self, pool, backend, bytes method, int status, str route, long long bytes_in,
+                long long bytes_out, int tries, bint rate_limited, double duration, double upstream)

@@ -74,7 +74,7 @@ class _Series:
 class RequestMetrics:
     """What finished requests add up to, kept as plain numbers until a scrape.
 
-    ``observe`` is the one hot-path call: a tuple, a dict lookup, a few integer
+    ``count`` is the one hot-path call (``observe`` reads an exchange's fields for it): a tuple, a dict lookup, a few integer
     additions and two ``bisect`` calls. ``series`` maps
     ``(pool, backend, method, status // 100, route)`` to its counts, with the
     Pool and Backend objects themselves as keys (hashing by identity is cheaper
@@ -95,25 +95,29 @@ class RequestMetrics:
         self.recent: dict[Backend, deque[float]] = {}
 
     def observe(self, exchange) -> None:
-        """Count one finished request (``exchange`` as the log phase sees it)."""
-        backend = exchange.backend
-        key = (exchange.pool, backend, exchange.method, exchange.status // 100, exchange.route)
+        """Count one finished request, as the log phase sees it (an exchange, or a rejection
+        answered before one was made)."""
+        self.count(exchange.pool, exchange.backend, exchange.method, exchange.status, exchange.route,
+                   exchange.body_bytes, exchange.bytes_out, exchange.tries, exchange.rate_limited,
+                   exchange.duration, exchange.upstream_time)
+
+    def count(self, pool, backend, method: bytes, status: int, route: str, bytes_in: int, bytes_out: int,
+              tries: int, rate_limited: bool, duration: float, upstream: float) -> None:
+        """Count one finished request from its fields (``pool`` and ``backend`` may be None)."""
+        key = (pool, backend, method, status // 100, route)
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = _Series(len(self.bounds))
         s.requests += 1
-        s.bytes_in += exchange.body_bytes
-        s.bytes_out += exchange.bytes_out
-        tries = exchange.tries
+        s.bytes_in += bytes_in
+        s.bytes_out += bytes_out
         if tries > 1:
             s.retries += tries - 1
-        if exchange.rate_limited:
+        if rate_limited:
             s.rate_limited += 1
         bounds = self.bounds
-        duration = exchange.duration
         s.duration[bisect_left(bounds, duration)] += 1
         s.duration_sum += duration
-        upstream = exchange.upstream_time
         if upstream and backend is not None:
             s.upstream[bisect_left(bounds, upstream)] += 1
             s.upstream_sum += upstream

@@ -6,15 +6,22 @@ from fulcrum.balancing.lease cimport Lease
 from fulcrum.filters.chain cimport Chain
 from fulcrum.http.headers cimport field_lines, host_without_port, without_named
 from fulcrum.http.request_plan cimport RequestPlan
+from fulcrum.observability.metrics cimport RequestMetrics
 from fulcrum.proxy.balancer cimport Balancer
 from fulcrum.proxy.downstream cimport Downstream
+from fulcrum.proxy.frontend cimport Destination, Frontend
 from fulcrum.proxy.pool cimport ConnectionPool
 from fulcrum.proxy.response_sink cimport ResponseSink
 from fulcrum.proxy.upstream cimport UpstreamConnection
 
+cdef dict RESPONSE_HEADERS
+cdef frozenset PLAIN_CONNECTION_VALUES
+cdef tuple _NEXT, _STATUS_CODES
+
 cdef class Exchange(ResponseSink):
     cdef public Downstream client
-    cdef public object runtime, attempts, route, limit, _ctx
+    cdef public Frontend runtime
+    cdef public object attempts, route, limit, _ctx
     cdef public Balancer pool
     cdef public Lease lease
     cdef public Backend backend
@@ -31,8 +38,9 @@ cdef class Exchange(ResponseSink):
     cdef public double sent_at, received_at, upstream_time, duration
 
     cpdef _to(self, int phase)
+    @cython.locals(destination=Destination)
     cpdef start(self)
-    @cython.locals(connections=ConnectionPool)
+    @cython.locals(connections=ConnectionPool, lease=Lease, backend=Backend)
     cpdef try_backend(self)
     cpdef connect(self)
     cpdef forward(self, UpstreamConnection conn)
@@ -52,5 +60,7 @@ cdef class Exchange(ResponseSink):
     cpdef upstream_write_resumed(self)
     cpdef internal_error(self, exc, str where)
     cpdef finish(self)
+    cpdef _log(self)
 
-cpdef run_log_phase(exchange, chain, metrics)
+cpdef run_log_phase(exchange, Chain chain, RequestMetrics metrics)
+cpdef run_log_hooks(exchange, Chain chain)

@@ -26,7 +26,7 @@ from fulcrum.http.headers import (
     host_without_port, named_by_connection, without_named,
 )
 from fulcrum.http.request_plan import (
-    backend_authority, header_fields, header_pairs, plan_request, upstream_head,
+    RequestPlan, backend_authority, header_fields, header_pairs, upstream_head,
 )
 from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
@@ -92,11 +92,12 @@ class Exchange(ResponseSink):
         backend gets (http/request_plan.py); resolve the client's address. ``upgrade``: llhttp
         saw an upgrade request. Raises HttpError; the connection then answers and closes."""
         self.received_at = monotonic()
-        plan = plan_request(method, target, headers, http11, upgrade, runtime.settings.max_body_size,
-                            client.valid_host)
-        # the request as received, and as planned
         self.client = client
         self.runtime = runtime
+        # (self.client and self.runtime below: their types are known to the compiled core)
+        plan = RequestPlan(method, target, headers, http11, upgrade, self.runtime.settings.max_body_size,
+                           self.client.valid_host)
+        # the request as received, and as planned
         self.method = method
         self.head_method = method  # what the backend is sent (on_upstream_request may change it)
         self.headers = headers
@@ -105,20 +106,20 @@ class Exchange(ResponseSink):
         self.plan = plan
         self.target = plan.target
         self.host = host = plan.host
-        if host and host is not client.valid_host:
-            client.valid_host = host
+        if host and host is not self.client.valid_host:
+            self.client.valid_host = host
         self.has_body = plan.has_body
         self.chunked = plan.chunked
         self.content_length = plan.content_length
         self.upgrade = plan.upgrade  # b"websocket" when the request may become a tunnel
-        self.request_id = request_id = plan.request_id or client.request_ids.next()
-        self.client_ip = client.client_ip
-        trusted = runtime.trusted
-        if trusted is not None and client.trusts_peer(trusted):
+        self.request_id = request_id = plan.request_id or self.client.request_ids.next()
+        self.client_ip = self.client.client_ip
+        trusted = self.runtime.trusted
+        if trusted is not None and self.client.trusts_peer(trusted):
             self.client_ip = self.forwarded_client(trusted)
         # An HTTP/1.0 request without Host gets the backend's authority (forward()).
         self.upstream_head = upstream_head(
-            method, plan.target, host, plan.fields, plan, client.client_ip_bytes, client.tls, request_id,
+            method, plan.target, host, plan.fields, plan, self.client.client_ip_bytes, self.client.tls, request_id,
             plan.peer_fields is not None and self._keeps_peer_headers()) if host else b""
         # the lifecycle
         self.phase = RECEIVED
@@ -697,11 +698,7 @@ class Exchange(ResponseSink):
         self._to(DONE)
         if self.has_body and not self.request_done:
             self.keep_alive = False
-        # phase log (_log, inlined: every exchange ends here)
-        self.duration = monotonic() - self.received_at
-        metrics = self.client.request_metrics
-        if self.chain.log or metrics is not None:
-            run_log_phase(self, self.chain, metrics)
+        self._log()
         # Whatever this exchange paused on the client's side ends with it.
         gate = self.client.gate
         if gate.paused_by:
@@ -709,11 +706,18 @@ class Exchange(ResponseSink):
         self.client.exchange_done(self)
 
     def _log(self) -> None:
-        """Phase log: the chain's log hooks and the request metrics, once per exchange."""
+        """Phase log: the chain's log hooks, then the request metrics; once per exchange."""
         self.duration = monotonic() - self.received_at
+        if self.chain.log:
+            run_log_hooks(self, self.chain)
         metrics = self.client.request_metrics
-        if self.chain.log or metrics is not None:
-            run_log_phase(self, self.chain, metrics)
+        if metrics is not None:
+            try:
+                metrics.count(self.pool, self.backend, self.method, self.status, self.route, self.body_bytes,
+                              self.bytes_out, self.tries, self.limit is not None and not self.limit.allowed,
+                              self.duration, self.upstream_time)
+            except Exception:
+                _metrics_failed(self)
 
     def abort(self) -> None:
         """The client went away (or was cut): drop the backend connection mid-exchange."""
@@ -731,19 +735,28 @@ class Exchange(ResponseSink):
 
 
 def run_log_phase(exchange, chain, metrics) -> None:
-    """Every log hook, then the metrics; one that raises is logged and skips nothing else."""
+    """Phase log of a request answered without an exchange (a rejection): every log hook,
+    then the metrics. One that raises is logged and skips nothing else."""
+    run_log_hooks(exchange, chain)
+    if metrics is not None:
+        try:
+            metrics.observe(exchange)
+        except Exception:
+            _metrics_failed(exchange)
+
+
+def run_log_hooks(exchange, chain) -> None:
     for hook in chain.log:
         try:
             hook(exchange)
         except Exception:
             log.exception("internal error", extra={"fields": {
                 "request_id": exchange.request_id.decode("latin-1"), "phase": "log", "hook": repr(hook)}})
-    if metrics is not None:
-        try:
-            metrics.observe(exchange)
-        except Exception:
-            log.exception("internal error", extra={"fields": {
-                "request_id": exchange.request_id.decode("latin-1"), "phase": "metrics"}})
+
+
+def _metrics_failed(exchange) -> None:
+    log.exception("internal error", extra={"fields": {
+        "request_id": exchange.request_id.decode("latin-1"), "phase": "metrics"}})
 
 
 def _connected(exchange: Exchange, conn, error: str | None) -> None:

@@ -7,30 +7,16 @@ from __future__ import annotations
 
 from fulcrum.filters.chain import EMPTY, Chain
 from fulcrum.filters.resources import Resources
+from fulcrum.proxy.frontend import Destination, Frontend
 from fulcrum.proxy.routing import Router
 from fulcrum.proxy.settings import ProxySettings
 from fulcrum.runtime.pool import Pool
 
 
-class Destination:
-    """Where a route leads: its name (for logs and metrics), its pool and its filter chain."""
-
-    __slots__ = ("name", "pool", "chain")
-
-    def __init__(self, name: str, pool: Pool | None, chain: Chain = EMPTY) -> None:
-        self.name = name
-        self.pool = pool
-        self.chain = chain
-
-    def __repr__(self) -> str:
-        return f"Destination({self.name!r}, pool={self.pool.name if self.pool else None}, {self.chain!r})"
-
-
-class Runtime:
+class Runtime(Frontend):
     """Settings, pools, router and filters for one version of the configuration."""
 
-    __slots__ = ("settings", "pools", "router", "single", "unrouted", "config", "resources", "tls",
-                 "trusted", "client_ip_header", "forwarded_headers")
+    __slots__ = ("pools", "config", "resources", "tls")  # and Frontend's (proxy/frontend.py)
 
     def __init__(self, settings: ProxySettings, pools: dict[str, Pool], router: Router[Destination],
                  config=None, resources: Resources | None = None, chain: Chain = EMPTY,
