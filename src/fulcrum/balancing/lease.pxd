@@ -9,3 +9,6 @@ cdef class Lease:
 
     cpdef release(self)
     cpdef abandon(self, double now)
+
+cpdef Lease take(Backend backend)
+cpdef _hold(Lease lease, Backend backend)

@@ -14,13 +14,7 @@ class Lease:
     __slots__ = ("backend", "held", "judged", "episode")
 
     def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.held = True
-        self.judged = False  # a success or failure of this try was recorded
-        breaker = backend.breaker
-        self.episode = breaker.episode if breaker is not None else 0  # whose probe slot it may hold
-        backend.in_flight += 1
-        backend.requests += 1
+        _hold(self, backend)
 
     def release(self) -> None:
         if self.held:
@@ -37,3 +31,20 @@ class Lease:
 
     def __repr__(self) -> str:
         return f"Lease({self.backend.id!r}, held={self.held})"
+
+
+def take(backend: Backend) -> Lease:
+    """``Lease(backend)``, for the hot path: the compiled core builds it without a call."""
+    lease = Lease.__new__(Lease)
+    _hold(lease, backend)
+    return lease
+
+
+def _hold(lease: Lease, backend: Backend) -> None:
+    lease.backend = backend
+    lease.held = True
+    lease.judged = False  # a success or failure of this try was recorded
+    breaker = backend.breaker
+    lease.episode = breaker.episode if breaker is not None else 0  # whose probe slot it may hold
+    backend.in_flight += 1
+    backend.requests += 1

@@ -1,5 +1,6 @@
 # The compiled core's declarations for request_plan.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+cimport cython
 from fulcrum.http.headers cimport without_named
 
 cdef dict REQUEST_HEADERS
@@ -12,5 +13,8 @@ cdef class RequestPlan:
     cdef public bint has_body, chunked
     cdef public object content_length
 
+@cython.locals(plan=RequestPlan, fields=list)
+cpdef RequestPlan plan_request(bytes method, bytes target, list headers, bint http11, bint upgrade,
+                               max_body_size, bytes known_host=*)
 cpdef bytes upstream_head(bytes method, bytes target, bytes host, list fields, RequestPlan plan,
                           bytes client_ip, bint https, bytes request_id, bint peer_fields=*)

@@ -36,119 +36,120 @@ class RequestPlan:
     ``fields`` are the header fields passed on, flat (``name, b": ", value, b"\r\n"`` each,
     see http/headers.py), without Host, the framing and forwarding headers and the hop-by-hop
     ones; ``peer_fields`` the client's Forwarded / X-Real-IP fields, passed on only by the
-    caller's policy. ``framing`` is the
-    Content-Length or Transfer-Encoding line for the backend (or b""); ``upgrade`` is
-    b"websocket" when the request may become a tunnel. Built by ``plan_request``.
+    caller's policy. ``framing`` is the Content-Length or Transfer-Encoding line for the
+    backend (or b""); ``upgrade`` is b"websocket" when the request may become a tunnel.
+    Built by ``plan_request``.
     """
 
     __slots__ = ("target", "host", "fields", "peer_fields", "framing", "has_body", "chunked",
                  "content_length", "upgrade", "request_id", "forwarded_for")
 
-    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
-                 upgrade: bool, max_body_size: int, known_host: bytes = b"") -> None:
-        """Judge a parsed request head and plan what the backend is sent.
 
-        ``upgrade``: llhttp saw ``Connection: upgrade``. Only a GET without a body whose Upgrade
-        lists ``websocket`` may become a tunnel, and only ``websocket`` is passed on; any other
-        upgrade request is an ordinary one without its upgrade headers. ``known_host``: a Host
-        value already found valid on this connection (keep-alive repeats it; skips the check).
-        Raises HttpError: 400 for anything ambiguous, 405 for CONNECT, 413 for a Content-Length
-        over ``max_body_size`` (0 = no limit).
-        """
-        if method == b"CONNECT":
-            raise HttpError(405, "CONNECT is not proxied", ALLOW)
-        if _HASH in target:
-            raise BadRequest("a request target carries no fragment (#)")
-        authority = None
-        if target[:1] != b"/":
-            if target[:4].lower() == b"http":
-                authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
-            elif target != b"*" or method != b"OPTIONS":
-                raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
-        fields: list[bytes] = []
-        host: bytes | None = None
-        forwarded_for: list[bytes] | None = None
-        te: list[bytes] | None = None
-        content_length: bytes | None = None
-        named: set[bytes] | None = None
-        peer_fields: list[bytes] | None = None
-        request_id = b""
+def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], http11: bool,
+                 upgrade: bool, max_body_size: int, known_host: bytes = b"") -> RequestPlan:
+    """Judge a parsed request head and plan what the backend is sent.
+
+    ``upgrade``: llhttp saw ``Connection: upgrade``. Only a GET without a body whose Upgrade
+    lists ``websocket`` may become a tunnel, and only ``websocket`` is passed on; any other
+    upgrade request is an ordinary one without its upgrade headers. ``known_host``: a Host
+    value already found valid on this connection (keep-alive repeats it; skips the check).
+    Raises HttpError: 400 for anything ambiguous, 405 for CONNECT, 413 for a Content-Length
+    over ``max_body_size`` (0 = no limit).
+    """
+    if method == b"CONNECT":
+        raise HttpError(405, "CONNECT is not proxied", ALLOW)
+    if _HASH in target:
+        raise BadRequest("a request target carries no fragment (#)")
+    authority = None
+    if target[:1] != b"/":
+        if target[:4].lower() == b"http":
+            authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
+        elif target != b"*" or method != b"OPTIONS":
+            raise BadRequest("request target must be a path, an absolute URL, or * for OPTIONS")
+    fields: list[bytes] = []
+    host: bytes | None = None
+    forwarded_for: list[bytes] | None = None
+    te: list[bytes] | None = None
+    content_length: bytes | None = None
+    named: set[bytes] | None = None
+    peer_fields: list[bytes] | None = None
+    request_id = b""
+    for name, value in headers:
+        kind = REQUEST_HEADERS.get(name.lower())
+        if kind is None:
+            if _UNDERSCORE in name and _spelled_as_ours(name):
+                continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
+            fields.extend((name, b": ", value, b"\r\n"))
+        elif kind == HOST:
+            if host is not None:
+                raise BadRequest("more than one Host header")
+            host = value
+        elif kind == CONTENT_LENGTH:
+            content_length = value
+        elif kind == TRANSFER_ENCODING:
+            if te is None:
+                te = []
+            te.append(value)
+        elif kind == FORWARDED_FOR:
+            if forwarded_for is None:
+                forwarded_for = []
+            forwarded_for.append(value)
+        elif kind == REQUEST_ID:
+            if _REQUEST_ID.fullmatch(value):
+                request_id = value
+        elif kind == CONNECTION and value not in PLAIN_CONNECTION_VALUES:
+            tokens = named_by_connection(value)
+            if tokens:
+                named = tokens if named is None else named | tokens
+        elif kind == PEER:
+            if peer_fields is None:
+                peer_fields = []
+            peer_fields.extend((name, b": ", value, b"\r\n"))
+    if host is not None:
+        if host != known_host and not valid_authority(host):
+            raise BadRequest("invalid Host header")
+    elif http11:
+        raise BadRequest("missing Host header")
+    else:
+        host = b""
+    if authority is not None:
+        host = authority  # the target's authority wins over Host
+    if named:
+        fields = without_named(fields, named)
+        if peer_fields:
+            peer_fields = without_named(peer_fields, named)
+    framing = b""
+    has_body = chunked = False
+    length = 0
+    if te:
+        check_transfer_encoding(te)
+        framing, has_body, chunked = _CHUNKED, True, True
+    elif content_length is not None:
+        length = int(content_length)  # llhttp has checked it is decimal and single
+        if max_body_size and length > max_body_size:
+            raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
+        framing, has_body = b"Content-Length: " + content_length + b"\r\n", length > 0
+    tunnel = None
+    if upgrade and method == b"GET" and not has_body:
         for name, value in headers:
-            kind = REQUEST_HEADERS.get(name.lower())
-            if kind is None:
-                if _UNDERSCORE in name and _spelled_as_ours(name):
-                    continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
-                fields.extend((name, b": ", value, b"\r\n"))
-            elif kind == HOST:
-                if host is not None:
-                    raise BadRequest("more than one Host header")
-                host = value
-            elif kind == CONTENT_LENGTH:
-                content_length = value
-            elif kind == TRANSFER_ENCODING:
-                if te is None:
-                    te = []
-                te.append(value)
-            elif kind == FORWARDED_FOR:
-                if forwarded_for is None:
-                    forwarded_for = []
-                forwarded_for.append(value)
-            elif kind == REQUEST_ID:
-                if _REQUEST_ID.fullmatch(value):
-                    request_id = value
-            elif kind == CONNECTION and value not in PLAIN_CONNECTION_VALUES:
-                tokens = named_by_connection(value)
-                if tokens:
-                    named = tokens if named is None else named | tokens
-            elif kind == PEER:
-                if peer_fields is None:
-                    peer_fields = []
-                peer_fields.extend((name, b": ", value, b"\r\n"))
-        if host is not None:
-            if host != known_host and not valid_authority(host):
-                raise BadRequest("invalid Host header")
-        elif http11:
-            raise BadRequest("missing Host header")
-        else:
-            host = b""
-        if authority is not None:
-            host = authority  # the target's authority wins over Host
-        if named:
-            fields = without_named(fields, named)
-            if peer_fields:
-                peer_fields = without_named(peer_fields, named)
-        framing = b""
-        has_body = chunked = False
-        length = 0
-        if te:
-            check_transfer_encoding(te)
-            framing, has_body, chunked = _CHUNKED, True, True
-        elif content_length is not None:
-            length = int(content_length)  # llhttp has checked it is decimal and single
-            if max_body_size and length > max_body_size:
-                raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
-            framing, has_body = b"Content-Length: %s\r\n" % content_length, length > 0
-        tunnel = None
-        if upgrade and method == b"GET" and not has_body:
-            for name, value in headers:
-                if name.lower() == b"upgrade" and asks_websocket(value):
-                    tunnel = b"websocket"
-                    break
-        self.target = target
-        self.host = host
-        self.fields = fields
-        self.peer_fields = peer_fields
-        self.framing = framing
-        self.has_body = has_body
-        self.chunked = chunked
-        self.content_length = length
-        self.upgrade = tunnel
-        self.request_id = request_id
-        self.forwarded_for = forwarded_for
+            if name.lower() == b"upgrade" and asks_websocket(value):
+                tunnel = b"websocket"
+                break
+    plan = RequestPlan.__new__(RequestPlan)  # (no __init__: the compiled core makes it without a call)
+    plan.target = target
+    plan.host = host
+    plan.fields = fields
+    plan.peer_fields = peer_fields
+    plan.framing = framing
+    plan.has_body = has_body
+    plan.chunked = chunked
+    plan.content_length = length
+    plan.upgrade = tunnel
+    plan.request_id = request_id
+    plan.forwarded_for = forwarded_for
+    return plan
 
 
-# Judge a parsed head and plan what the backend is sent: the plan is built in one step.
-plan_request = RequestPlan
 
 
 def _spelled_as_ours(name: bytes) -> bool:

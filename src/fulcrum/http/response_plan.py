@@ -25,10 +25,10 @@ def plan_response(method: bytes, status: int, http11: bool, content_length: byte
     """
     if method == b"HEAD" or status == 304 or status == 204:
         if content_length is not None and status != 204:
-            return NO_BODY, b"Content-Length: %s\r\n" % content_length, 0, False
+            return NO_BODY, b"Content-Length: " + content_length + b"\r\n", 0, False
         return NO_BODY, b"", 0, False
     if codings is None and content_length is not None:
-        return LENGTH, b"Content-Length: %s\r\n" % content_length, int(content_length), False
+        return LENGTH, b"Content-Length: " + content_length + b"\r\n", int(content_length), False
     chunked = bool(codings) and codings[-1].lower() == b"chunked"
     kept = codings[:-1] if chunked else (codings or [])
     if http11:

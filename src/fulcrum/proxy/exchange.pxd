@@ -5,7 +5,8 @@ from fulcrum.balancing.backend cimport Backend
 from fulcrum.balancing.lease cimport Lease
 from fulcrum.filters.chain cimport Chain
 from fulcrum.http.headers cimport field_lines, host_without_port, without_named
-from fulcrum.http.request_plan cimport RequestPlan
+from fulcrum.http.request_plan cimport RequestPlan, plan_request, upstream_head
+from fulcrum.http.response_plan cimport plan_response
 from fulcrum.observability.metrics cimport RequestMetrics
 from fulcrum.proxy.balancer cimport Balancer
 from fulcrum.proxy.downstream cimport Downstream

@@ -26,7 +26,7 @@ from fulcrum.http.headers import (
     host_without_port, named_by_connection, without_named,
 )
 from fulcrum.http.request_plan import (
-    RequestPlan, backend_authority, header_fields, header_pairs, upstream_head,
+    backend_authority, header_fields, header_pairs, plan_request, upstream_head,
 )
 from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
@@ -95,8 +95,8 @@ class Exchange(ResponseSink):
         self.client = client
         self.runtime = runtime
         # (self.client and self.runtime below: their types are known to the compiled core)
-        plan = RequestPlan(method, target, headers, http11, upgrade, self.runtime.settings.max_body_size,
-                           self.client.valid_host)
+        plan = plan_request(method, target, headers, http11, upgrade, self.runtime.settings.max_body_size,
+                            self.client.valid_host)
         # the request as received, and as planned
         self.method = method
         self.head_method = method  # what the backend is sent (on_upstream_request may change it)

@@ -3,7 +3,8 @@
 cimport cython
 from fulcrum.balancing.backend cimport Backend
 from fulcrum.balancing.base cimport Strategy
-from fulcrum.balancing.lease cimport Lease
+from fulcrum.balancing.lease cimport Lease, take
+from fulcrum.resilience.circuit_breaker cimport CircuitBreaker
 from fulcrum.runtime.membership cimport Membership
 
 cdef class Pool(Membership):
@@ -18,4 +19,5 @@ cdef class Pool(Membership):
     cpdef lease(self, request, tuple exclude=*)
     @cython.locals(backend=Backend)
     cpdef pick(self, request, tuple exclude=*)
+    @cython.locals(breaker=CircuitBreaker)
     cpdef record(self, Backend backend, bint ok, double now)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from fulcrum.balancing.backend import Backend
 from fulcrum.balancing.base import RequestInfo, Strategy
-from fulcrum.balancing.lease import Lease
+from fulcrum.balancing.lease import Lease, take
 from fulcrum.health.checker import ActiveChecker
 from fulcrum.health.state import Health, Transition
 from fulcrum.proxy.pool import ConnectionPool
@@ -94,11 +94,11 @@ class Pool(Membership):
         if (not exclude and backend.ramp == 1.0
                 and (backend.breaker is None or backend.breaker.state is CLOSED)
                 and (not self.max_in_flight or backend.in_flight < self.max_in_flight)):
-            return Lease(backend)
+            return take(backend)
         backend = self._settle(request, backend, exclude)
         if backend is None and exclude:
             backend = self.pick(request)
-        return None if backend is None else Lease(backend)
+        return None if backend is None else take(backend)
 
     def _settle(self, request: RequestInfo, backend: Backend, exclude: tuple[Backend, ...]) -> Backend | None:
         """pick's slower path, for the strategy's choice ``backend``: a half-open breaker's
