@@ -17,7 +17,7 @@ class RollingCounts:
     that steps back counts into the newest slice.
     """
 
-    __slots__ = ("window", "width", "size", "counts", "totals", "head")
+    __slots__ = ("window", "width", "size", "counts", "totals", "head", "started")
 
     def __init__(self, window: float, buckets: int = 10, columns: int = 2) -> None:
         if window <= 0:
@@ -31,16 +31,18 @@ class RollingCounts:
         self.size = buckets
         self.counts = [[0] * buckets for _ in range(columns)]
         self.totals = [0] * columns
-        self.head: int | None = None  # absolute slice number of the newest slice
+        self.head = 0          # absolute slice number of the newest slice, once started
+        self.started = False   # an event or a read has placed the window
 
     def _advance(self, now: float) -> int:
         """Move the newest slice up to ``now``; return its index in the ring."""
         slot = int(now // self.width)
         head = self.head
-        if head is not None and slot <= head:
+        if self.started and slot <= head:
             return head % self.size
         self.head = slot
-        if head is None or slot - head >= self.size:
+        if not self.started or slot - head >= self.size:
+            self.started = True
             self._zero()
             return slot % self.size
         totals = self.totals
@@ -53,9 +55,8 @@ class RollingCounts:
 
     def add(self, now: float, column: int, n: int = 1) -> None:
         """Count ``n`` events in ``column`` at ``now``."""
-        head = self.head
-        if head is not None and now // self.width <= head:
-            i = head % self.size  # still in the newest slice: _advance's fast path, inlined
+        if self.started and now // self.width <= self.head:
+            i = self.head % self.size  # still in the newest slice: _advance's fast path, inlined
         else:
             i = self._advance(now)
         self.counts[column][i] += n
