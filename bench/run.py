@@ -328,10 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    nofile = raise_nofile(args.idle_conns + 4096)
-    if "idle" in args.phases and nofile < args.idle_conns + 256:
-        args.idle_conns = max(0, nofile - 256)
-        log(f"fd limit is {nofile}; holding only {args.idle_conns} idle connections")
+    nofile = raise_nofile(2 * args.idle_conns + 4096)
+    # Fulcrum admits a client only while the fd limit keeps one descriptor free for its backend
+    # connection, plus a reserve (runtime/fd_budget.py): 2 per client. Every balancer holds
+    # the same number, what fits that budget, or the idle phase would measure no valid figure.
+    fits = max(0, (nofile - 256) // 2)
+    if "idle" in args.phases and fits < args.idle_conns:
+        args.idle_conns = fits
+        log(f"fd limit is {nofile}; holding only {args.idle_conns} idle connections "
+            f"(2 descriptors each in Fulcrum's budget)")
     args.load_before = os.getloadavg()[0]
     if args.load_before > 0.5:
         log(f"load average is {args.load_before:.2f}: other work on this box will skew the numbers")
