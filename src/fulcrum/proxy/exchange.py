@@ -427,8 +427,6 @@ class Exchange(ResponseSink):
         framing, line, length, close_delimited = plan_response(self.head_method, status, self.http11,
                                                                content_length, codings)
         self.framing = framing
-        if line:
-            out.append(line)
         if length:
             conn.body_left = length
         if close_delimited:
@@ -437,8 +435,8 @@ class Exchange(ResponseSink):
         if framing == UNTIL_CLOSE:
             self.keep_alive = False  # an HTTP/1.0 client learns the end from our close
         if self.chain.response:
-            # Response filters see the head as lines: the status line, then one per field.
-            lines = [b"".join(out[:4])] + field_lines(out[4:len(out) - 1 if line else len(out)])
+            # Response filters see the head as lines: the status line, one per field, the framing.
+            lines = [b"".join(out[:4])] + field_lines(out[4:])
             if line:
                 lines.append(line)
             try:
@@ -446,6 +444,8 @@ class Exchange(ResponseSink):
             except Exception as exc:
                 self.internal_error(exc, "response filter")
                 return False  # the backend's response is dropped, and its connection with it
+        elif line:
+            out.append(line)
         out.extend((b"X-Request-ID: ", self.request_id))
         if pool.tries_header:
             out.append(b"\r\nX-Fulcrum-Tries: %d" % self.tries)
