@@ -50,6 +50,13 @@ class OptionalBuildExt(build_ext):
             self.warn(f"{ext.name} was not compiled ({exc}); Fulcrum runs its pure-Python core")
 
 
+def source(module: str) -> str:
+    """A core module's source: its ``.py`` file, or a ``.pyx`` twin where one exists (http/wire:
+    steps plain Python cannot spell in C; the ``.py`` stays the pure-Python core's code)."""
+    path = f"src/{module.replace('.', '/')}"
+    return f"{path}.pyx" if os.path.isfile(ROOT / f"{path}.pyx") else f"{path}.py"
+
+
 def extensions() -> list:
     if os.environ.get("FULCRUM_NO_EXTENSIONS", "") not in ("", "0"):
         print("setup.py: FULCRUM_NO_EXTENSIONS is set: the pure-Python core only")
@@ -59,7 +66,7 @@ def extensions() -> list:
     except ImportError:
         print("setup.py: Cython is not installed: the pure-Python core only")
         return []
-    modules = [Extension(name, [f"src/{name.replace('.', '/')}.py"]) for name in compiled_modules()]
+    modules = [Extension(name, [source(name)]) for name in compiled_modules()]
     return cythonize(modules, compiler_directives=DIRECTIVES, quiet=True)
 
 

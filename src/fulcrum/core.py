@@ -40,6 +40,7 @@ COMPILED = (
     "fulcrum.resilience.outlier",
     "fulcrum.resilience.retry_budget",
     "fulcrum.http.headers",
+    "fulcrum.http.wire",
     "fulcrum.http.response_plan",
     "fulcrum.observability.metrics",
     "fulcrum.runtime.membership",

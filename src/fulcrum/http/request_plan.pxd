@@ -2,9 +2,11 @@
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 cimport cython
 from fulcrum.http.headers cimport without_named
+from fulcrum.http.wire cimport join, request_kind
 
 cdef dict REQUEST_HEADERS
 cdef frozenset PLAIN_CONNECTION_VALUES
+cdef int PASSED, _SLASH
 
 cdef class RequestPlan:
     cdef public bytes target, host, framing, request_id
@@ -13,7 +15,7 @@ cdef class RequestPlan:
     cdef public bint has_body, chunked
     cdef public object content_length
 
-@cython.locals(plan=RequestPlan, fields=list)
+@cython.locals(plan=RequestPlan, fields=list, kind=int)
 cpdef RequestPlan plan_request(bytes method, bytes target, list headers, bint http11, bint upgrade,
                                max_body_size, bytes known_host=*)
 cpdef bytes upstream_head(bytes method, bytes target, bytes host, list fields, RequestPlan plan,

@@ -18,6 +18,7 @@ from fulcrum.http.headers import (
     REQUEST_ID, TRANSFER_ENCODING, asks_websocket, check_transfer_encoding, named_by_connection,
     split_absolute_form, valid_authority, without_named,
 )
+from fulcrum.http.wire import PASSED, join, request_kind
 
 # A client's X-Request-ID is kept only when it is 1-200 visible ASCII characters: it is
 # echoed into logs and responses, where a space or a line break could forge a field or a line.
@@ -28,6 +29,7 @@ _WEBSOCKET = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
 # Single bytes looked for as ints: CPython 3.11's `b"#" in value` first tries its operand as an
 # int and formats a TypeError it then drops (~1,000 instructions); `ord("#") in value` is a memchr.
 _HASH, _UNDERSCORE = ord("#"), ord("_")
+_SLASH = ord("/")
 
 
 class RequestPlan:
@@ -61,7 +63,7 @@ def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
     if _HASH in target:
         raise BadRequest("a request target carries no fragment (#)")
     authority = None
-    if target[:1] != b"/":
+    if not target or target[0] != _SLASH:
         if target[:4].lower() == b"http":
             authority, target = split_absolute_form(target)  # RFC 9112 §3.2.2
         elif target != b"*" or method != b"OPTIONS":
@@ -75,8 +77,8 @@ def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
     peer_fields: list[bytes] | None = None
     request_id = b""
     for name, value in headers:
-        kind = REQUEST_HEADERS.get(name.lower())
-        if kind is None:
+        kind = request_kind(name)
+        if kind == PASSED:
             if _UNDERSCORE in name and _spelled_as_ours(name):
                 continue  # X_Real_IP: what CGI-style servers read as X-Real-IP
             fields.extend((name, b": ", value, b"\r\n"))
@@ -181,7 +183,7 @@ def upstream_head(method: bytes, target: bytes, host: bytes, fields: list[bytes]
             parts.extend((earlier, b", "))
     parts.extend((client_ip, b"\r\nX-Forwarded-Proto: https\r\nX-Request-ID: " if https
                   else b"\r\nX-Forwarded-Proto: http\r\nX-Request-ID: ", request_id, b"\r\n\r\n"))
-    return b"".join(parts)
+    return join(parts)
 
 
 def backend_authority(host: str, port: int) -> bytes:

@@ -7,6 +7,7 @@ from fulcrum.filters.chain cimport Chain
 from fulcrum.http.headers cimport field_lines, host_without_port, without_named
 from fulcrum.http.request_plan cimport RequestPlan, plan_request, upstream_head
 from fulcrum.http.response_plan cimport plan_response
+from fulcrum.http.wire cimport join, response_kind
 from fulcrum.observability.metrics cimport RequestMetrics
 from fulcrum.proxy.balancer cimport Balancer
 from fulcrum.proxy.downstream cimport Downstream
@@ -18,6 +19,7 @@ from fulcrum.proxy.upstream cimport UpstreamConnection
 cdef dict RESPONSE_HEADERS
 cdef frozenset PLAIN_CONNECTION_VALUES
 cdef tuple _NEXT, _STATUS_CODES
+cdef int PASSED
 
 cdef class Exchange(ResponseSink):
     cdef public Downstream client
@@ -48,7 +50,7 @@ cdef class Exchange(ResponseSink):
     cpdef on_request_body(self, bytes chunk)
     cpdef on_request_complete(self)
     cpdef on_informational(self, int status, bytes reason, list headers)
-    @cython.locals(out=list)
+    @cython.locals(out=list, kind=int)
     cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
     cpdef on_response_body(self, bytes chunk)
     cpdef on_response_complete(self, conn)

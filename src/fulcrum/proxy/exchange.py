@@ -31,6 +31,7 @@ from fulcrum.http.request_plan import (
 from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
 from fulcrum.http.upstream_request import UpstreamRequest
+from fulcrum.http.wire import PASSED, join, response_kind
 from fulcrum.proxy.attempts import Attempts
 from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.flow_control import BACKPRESSURE
@@ -44,7 +45,6 @@ log = logging.getLogger("fulcrum.proxy")
 _LAST_CHUNK = b"0\r\n\r\n"
 # "200 " … : a status line's code and its space, by status (llhttp reads three digits).
 _STATUS_CODES = tuple(b"%03d " % code for code in range(1000))
-_GATEWAY_FAILURES = frozenset({502, 503, 504})
 
 # The phases. RECEIVED: the head is parsed and planned (perhaps queued behind another).
 # CONNECTING: a backend is leased, its connection is being opened. SENT: the request is on a
@@ -395,7 +395,7 @@ class Exchange(ResponseSink):
         self.upstream_time = now - self.sent_at
         backend.latency.observe(self.upstream_time, now)
         pool = self.pool
-        if status in _GATEWAY_FAILURES:
+        if 502 <= status <= 504:  # a gateway failure: the backend's proxy could not serve it
             if self._retry_on_status(status):
                 self.conn = None
                 return False
@@ -411,8 +411,8 @@ class Exchange(ResponseSink):
         codings: list[bytes] | None = None
         named: set[bytes] | None = None
         for name, value in headers:
-            kind = RESPONSE_HEADERS.get(name.lower())
-            if kind is None:
+            kind = response_kind(name)
+            if kind == PASSED:
                 out.extend((name, b": ", value, b"\r\n"))
             elif kind == CONTENT_LENGTH:
                 content_length = value
@@ -455,7 +455,7 @@ class Exchange(ResponseSink):
             out.append(b"\r\nConnection: keep-alive\r\n\r\n")
         else:
             out.append(b"\r\n\r\n")
-        self.head_pending = b"".join(out)
+        self.head_pending = join(out)
         return True
 
     def on_response_body(self, chunk: bytes) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from fulcrum.http.wire import request_id
+
 
 class RequestIds:
     """The ids one process hands out, in order."""
@@ -16,4 +18,4 @@ class RequestIds:
 
     def next(self) -> bytes:
         self.count += 1
-        return b"%s-%08x" % (self.prefix, self.count)
+        return request_id(self.prefix, self.count)

@@ -1,0 +1,6 @@
+# The compiled core's declarations for wire.py, implemented in C by wire.pyx: the core
+# cimports these and calls them in C.
+cpdef bytes join(list parts)
+cpdef int request_kind(bytes name)
+cpdef int response_kind(bytes name)
+cpdef bytes request_id(bytes prefix, unsigned long long count)
