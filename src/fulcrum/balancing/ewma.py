@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+# exp(x) is written e ** x: with both sides doubles the compiled core makes it C's pow(), where
+# math.exp would be a Python call (libm's exp cannot be cimported beside a Python import).
+_E = math.e
+
 
 class PeakEwma:
     """A peak-sensitive, exponentially weighted moving average of response times.
@@ -49,8 +53,12 @@ class PeakEwma:
         if not self.observed or rtt > self.value:
             self.value = rtt
         else:
-            elapsed = now - self.stamp if self.stamp is not None else 0.0
-            w = math.exp(-elapsed / self.tau) if elapsed > 0 else 1.0
+            elapsed = 0.0
+            stamp = self.stamp
+            if stamp is not None:
+                last = stamp
+                elapsed = now - last
+            w = _E ** (-elapsed / self.tau) if elapsed > 0 else 1.0
             self.value = self.value * w + rtt * (1.0 - w)
         self.observed = True
         self.stamp = now
@@ -62,10 +70,12 @@ class PeakEwma:
             # Start the default's decay clock the first time anyone asks.
             self.stamp = now
             return self.value
-        elapsed = now - stamp
+        last = stamp
+        elapsed = now - last
         if elapsed <= 0:
             return self.value
-        return self.value * math.exp(-elapsed / self.tau)
+        w = _E ** (-elapsed / self.tau)
+        return self.value * w
 
     def __repr__(self) -> str:
         return f"PeakEwma(value={self.value:.6f}, tau={self.tau})"
