@@ -7,6 +7,9 @@ cdef class _Series:
     cdef public list duration, upstream
     cdef public double duration_sum, upstream_sum
 
+@cython.locals(lo=Py_ssize_t, hi=Py_ssize_t, mid=Py_ssize_t, bound=double)
+cpdef Py_ssize_t bucket(tuple bounds, double value) except -1
+
 cdef class RequestMetrics:
     cdef public tuple bounds
     cdef public dict series, retired, recent
