@@ -37,9 +37,6 @@ RESPONSE_HEADERS = {**_DROPPED, **_FRAMING}
 NEVER_NOMINATED = frozenset(REQUEST_HEADERS) | frozenset(RESPONSE_HEADERS)
 
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
-# Connection values that name no header, as most peers spell them: a caller that finds the
-# value here skips named_by_connection (a function call per message on the hot path).
-PLAIN_CONNECTION_VALUES = frozenset({b"close", b"keep-alive", b"Close", b"Keep-Alive"})
 
 
 def connection_tokens(value: bytes) -> set[bytes]:

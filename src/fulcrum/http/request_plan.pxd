@@ -2,10 +2,9 @@
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 cimport cython
 from fulcrum.http.headers cimport without_named
-from fulcrum.http.wire cimport join, request_kind
+from fulcrum.http.wire cimport join, plain_connection, request_kind
 
 cdef dict REQUEST_HEADERS
-cdef frozenset PLAIN_CONNECTION_VALUES
 cdef int PASSED, _SLASH
 
 cdef class RequestPlan:
@@ -18,5 +17,6 @@ cdef class RequestPlan:
 @cython.locals(plan=RequestPlan, fields=list, kind=int)
 cpdef RequestPlan plan_request(bytes method, bytes target, list headers, bint http11, bint upgrade,
                                max_body_size, bytes known_host=*)
+@cython.locals(parts=list, forwarded_for=list)
 cpdef bytes upstream_head(bytes method, bytes target, bytes host, list fields, RequestPlan plan,
                           bytes client_ip, bint https, bytes request_id, bint peer_fields=*)

@@ -3,4 +3,5 @@
 cpdef bytes join(list parts)
 cpdef int request_kind(bytes name)
 cpdef int response_kind(bytes name)
+cpdef bint plain_connection(bytes value) except -1
 cpdef bytes request_id(bytes prefix, unsigned long long count)

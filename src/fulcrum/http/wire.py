@@ -13,6 +13,9 @@ from fulcrum.http.headers import REQUEST_HEADERS, RESPONSE_HEADERS
 # What ``request_kind`` and ``response_kind`` return for a name their table does not list.
 PASSED = -1
 
+# Connection values that name no header, as most peers spell them (plain_connection).
+_PLAIN_SPELLINGS = frozenset({b"close", b"keep-alive", b"Close", b"Keep-Alive"})
+
 
 def join(parts: list) -> bytes:
     """The bytes of ``parts`` (a list of bytes) one after another."""
@@ -28,6 +31,12 @@ def request_kind(name: bytes) -> int:
 def response_kind(name: bytes) -> int:
     """As ``request_kind``, for a response header (``RESPONSE_HEADERS``)."""
     return RESPONSE_HEADERS.get(name.lower(), PASSED)
+
+
+def plain_connection(value: bytes) -> bool:
+    """A Connection value that names no header: ``close`` or ``keep-alive``, in any case
+    (the usual value; anything else goes to headers.named_by_connection)."""
+    return value in _PLAIN_SPELLINGS or value.lower() in _PLAIN_SPELLINGS
 
 
 def request_id(prefix: bytes, count: int) -> bytes:

@@ -16,29 +16,34 @@ cdef enum:
 
 cdef struct _Name:
     const unsigned char *lower
-    Py_ssize_t length
     int kind
+    int next  # the next name of the same length, or -1
 
 
 cdef class _Table:
-    """One header table as C arrays: its names (lower-case, kept alive by ``keep``) and kinds."""
+    """One header table as C arrays: its names (lower-case, kept alive by ``keep``) and kinds,
+    chained by length (``first[n]``: the first name of n bytes, or -1)."""
     cdef list keep
     cdef _Name names[64]
-    cdef int count
+    cdef int first[_LONGEST + 1]
 
     def __init__(self, dict table):
+        cdef int i = 0, n
         if len(table) > 64:
             raise ValueError("a header table of more than 64 names")
         self.keep = []
-        self.count = 0
+        for n in range(_LONGEST + 1):
+            self.first[n] = -1
         for name, kind in table.items():
             if len(name) > _LONGEST or name != name.lower():
                 raise ValueError(f"header table name {name!r}: lower case, at most {_LONGEST} bytes")
+            n = len(name)
             self.keep.append(name)
-            self.names[self.count].lower = <const unsigned char *>PyBytes_AS_STRING(name)
-            self.names[self.count].length = PyBytes_GET_SIZE(name)
-            self.names[self.count].kind = kind
-            self.count += 1
+            self.names[i].lower = <const unsigned char *>PyBytes_AS_STRING(name)
+            self.names[i].kind = kind
+            self.names[i].next = self.first[n]
+            self.first[n] = i
+            i += 1
 
     cdef inline int kind(self, bytes name):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(name), j
@@ -48,9 +53,8 @@ cdef class _Table:
         cdef int i
         if n > _LONGEST:
             return PASSED
-        for i in range(self.count):
-            if self.names[i].length != n:
-                continue
+        i = self.first[n]
+        while i != -1:
             t = self.names[i].lower
             for j in range(n):
                 c = s[j]
@@ -60,6 +64,7 @@ cdef class _Table:
                     break
             else:
                 return self.names[i].kind
+            i = self.names[i].next
         return PASSED
 
 
@@ -93,6 +98,25 @@ cpdef int request_kind(bytes name):
 
 cpdef int response_kind(bytes name):
     return _RESPONSE.kind(name)
+
+
+cdef inline bint _same_lower(const unsigned char *s, Py_ssize_t n, const char *lower):
+    """``s`` (n bytes) equals the NUL-terminated lower-case ``lower``, ASCII letters folded."""
+    cdef Py_ssize_t j
+    cdef unsigned char c
+    for j in range(n):
+        c = s[j]
+        if 65 <= c <= 90:
+            c += 32
+        if lower[j] == 0 or c != <unsigned char>lower[j]:
+            return False
+    return lower[n] == 0
+
+
+cpdef bint plain_connection(bytes value) except -1:
+    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    return _same_lower(s, n, b"close") or _same_lower(s, n, b"keep-alive")
 
 
 cpdef bytes request_id(bytes prefix, unsigned long long count):
