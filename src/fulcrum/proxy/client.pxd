@@ -1,7 +1,8 @@
 # The compiled core's declarations for client.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 from fulcrum.proxy.downstream cimport Downstream
-from fulcrum.proxy.exchange cimport Exchange
+cimport cython
+from fulcrum.proxy.exchange cimport Exchange, new_exchange
 from fulcrum.proxy.settings cimport ProxySettings
 
 cdef class ClientConnection(Downstream):
@@ -19,6 +20,7 @@ cdef class ClientConnection(Downstream):
     cpdef on_message_begin(self)
     cpdef on_url(self, bytes url)
     cpdef on_header(self, bytes name, bytes value)
+    @cython.locals(exchange=Exchange)
     cpdef on_headers_complete(self)
     cpdef on_body(self, bytes body)
     cpdef on_message_complete(self)

@@ -19,7 +19,7 @@ from fulcrum.http.headers import connection_tokens
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.request_ids import RequestIds
-from fulcrum.proxy.exchange import Exchange, run_log_phase
+from fulcrum.proxy.exchange import Exchange, new_exchange, run_log_phase
 from fulcrum.proxy.flow_control import CLOSING, PIPELINE, ReadGate
 
 
@@ -362,8 +362,8 @@ class ClientConnection(Downstream):
                 if name.lower() == b"connection":
                     tokens |= connection_tokens(value)
             keep_alive = b"keep-alive" in tokens and b"close" not in tokens
-        exchange = Exchange(self, self.server.runtime, method, self.url,
-                            self.headers, http11, keep_alive, upgrade)  # phase prepare
+        exchange = new_exchange(self, self.server.runtime, method, self.url,
+                                self.headers, http11, keep_alive, upgrade)  # phase prepare
         self.receiving = exchange
         if upgrade and exchange.has_body:
             # llhttp ends the message at the head of any upgrade request; this one is no

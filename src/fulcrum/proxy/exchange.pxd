@@ -7,7 +7,7 @@ from fulcrum.filters.chain cimport Chain
 from fulcrum.http.headers cimport field_lines, host_without_port, without_named
 from fulcrum.http.request_plan cimport RequestPlan, plan_request, upstream_head
 from fulcrum.http.response_plan cimport plan_response
-from fulcrum.http.wire cimport join, response_kind
+from fulcrum.http.wire cimport join, plain_connection, response_kind
 from fulcrum.observability.metrics cimport RequestMetrics
 from fulcrum.proxy.balancer cimport Balancer
 from fulcrum.proxy.downstream cimport Downstream
@@ -17,7 +17,6 @@ from fulcrum.proxy.response_sink cimport ResponseSink
 from fulcrum.proxy.upstream cimport UpstreamConnection
 
 cdef dict RESPONSE_HEADERS
-cdef frozenset PLAIN_CONNECTION_VALUES
 cdef tuple _NEXT, _STATUS_CODES
 cdef int PASSED
 
@@ -40,6 +39,8 @@ cdef class Exchange(ResponseSink):
     cdef public long long body_bytes, bytes_out
     cdef public double sent_at, received_at, upstream_time, duration
 
+    cpdef prepare(self, Downstream client, Frontend runtime, bytes method, bytes target, list headers,
+                  bint http11, bint keep_alive, bint upgrade)
     cpdef _to(self, int phase)
     @cython.locals(destination=Destination)
     cpdef start(self)
@@ -53,6 +54,7 @@ cdef class Exchange(ResponseSink):
     @cython.locals(out=list, kind=int)
     cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
     cpdef on_response_body(self, bytes chunk)
+    @cython.locals(connections=ConnectionPool)
     cpdef on_response_complete(self, conn)
     cpdef on_switching_protocols(self, conn, bytes reason, list headers)
     cpdef start_tunnel(self, conn, bytes rest)
@@ -65,5 +67,8 @@ cdef class Exchange(ResponseSink):
     cpdef finish(self)
     cpdef _log(self)
 
+@cython.locals(exchange=Exchange)
+cpdef Exchange new_exchange(Downstream client, Frontend runtime, bytes method, bytes target, list headers,
+                            bint http11, bint keep_alive, bint upgrade)
 cpdef run_log_phase(exchange, Chain chain, RequestMetrics metrics)
 cpdef run_log_hooks(exchange, Chain chain)

@@ -22,7 +22,7 @@ from fulcrum.filters.chain import EMPTY
 from fulcrum.http.client_address import client_ip
 from fulcrum.http.errors import HttpError
 from fulcrum.http.headers import (
-    CONNECTION, CONTENT_LENGTH, PLAIN_CONNECTION_VALUES, RESPONSE_HEADERS, TRANSFER_ENCODING, field_lines,
+    CONNECTION, CONTENT_LENGTH, RESPONSE_HEADERS, TRANSFER_ENCODING, field_lines,
     host_without_port, named_by_connection, without_named,
 )
 from fulcrum.http.request_plan import (
@@ -31,7 +31,7 @@ from fulcrum.http.request_plan import (
 from fulcrum.http.response_plan import CHUNKED, NO_BODY, UNTIL_CLOSE, plan_response
 from fulcrum.http.responses import error_response
 from fulcrum.http.upstream_request import UpstreamRequest
-from fulcrum.http.wire import PASSED, join, response_kind
+from fulcrum.http.wire import PASSED, join, plain_connection, response_kind
 from fulcrum.proxy.attempts import Attempts
 from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.flow_control import BACKPRESSURE
@@ -88,9 +88,14 @@ class Exchange(ResponseSink):
     def __init__(self, client: Downstream, runtime, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool,
                  upgrade: bool = False) -> None:
+        self.prepare(client, runtime, method, target, headers, http11, keep_alive, upgrade)
+
+    def prepare(self, client: Downstream, runtime, method: bytes, target: bytes,
+                headers: list[tuple[bytes, bytes]], http11: bool, keep_alive: bool, upgrade: bool) -> None:
         """Phase prepare, as soon as the head is parsed: judge the head and plan what the
         backend gets (http/request_plan.py); resolve the client's address. ``upgrade``: llhttp
-        saw an upgrade request. Raises HttpError; the connection then answers and closes."""
+        saw an upgrade request. Raises HttpError; the connection then answers and closes.
+        Run once, by the constructor or by ``new_exchange``."""
         self.received_at = monotonic()
         self.client = client
         self.runtime = runtime
@@ -418,7 +423,7 @@ class Exchange(ResponseSink):
                 content_length = value
             elif kind == TRANSFER_ENCODING:
                 codings = (codings or []) + [c.strip() for c in value.split(b",") if c.strip()]
-            elif kind == CONNECTION and value not in PLAIN_CONNECTION_VALUES:
+            elif kind == CONNECTION and not plain_connection(value):
                 tokens = named_by_connection(value)
                 if tokens:
                     named = tokens if named is None else named | tokens
@@ -483,7 +488,8 @@ class Exchange(ResponseSink):
         """The backend's response ended cleanly; ``conn`` is already detached."""
         self.conn = None
         if self.request_done:
-            self.pool.connections[self.backend.id].give_back(conn)
+            connections = self.pool.connections[self.backend.id]
+            connections.give_back(conn)
         else:
             conn.close()  # the backend answered before it read the whole request
         tail = _LAST_CHUNK if self.framing == CHUNKED else b""
@@ -732,6 +738,15 @@ class Exchange(ResponseSink):
             conn.abort()
         self._to(ABORTED)
         self._log()
+
+
+def new_exchange(client: Downstream, runtime, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                 http11: bool, keep_alive: bool, upgrade: bool) -> Exchange:
+    """``Exchange(...)``, as the client connection makes one per request: the compiled core
+    makes it without a constructor call (an argument tuple, then its parsing)."""
+    exchange = Exchange.__new__(Exchange)
+    exchange.prepare(client, runtime, method, target, headers, http11, keep_alive, upgrade)
+    return exchange
 
 
 def run_log_phase(exchange, chain, metrics) -> None:
