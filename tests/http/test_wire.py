@@ -83,3 +83,21 @@ def test_request_id_digits():
     assert in_use.request_id(b"p", 0) == b"p-00000000"
     assert in_use.request_id(b"p", 2**32) == b"p-100000000"
     assert in_use.request_id(b"p", 2**64 - 1) == b"p-ffffffffffffffff"
+
+
+@given(st.one_of(
+    st.binary(max_size=12),
+    st.sampled_from([b"close", b"keep-alive"]).flatmap(
+        lambda v: st.lists(st.booleans(), min_size=len(v), max_size=len(v)).map(lambda f: _any_case(f, v))),
+    st.sampled_from([b"close", b"keep-alive"]).map(lambda v: v + b" "),
+    st.sampled_from([b"close", b"keep-alive"]).map(lambda v: v[:-1]),
+))
+def test_plain_connection_is_close_or_keep_alive_in_any_case(value):
+    plain = value.lower() in (b"close", b"keep-alive")
+    assert in_use.plain_connection(value) is plain
+    assert reference.plain_connection(value) is plain
+
+
+def test_plain_connection_names_nothing_else():
+    for value in (b"", b"close, x-a", b"CLOSE", b"Keep-Alive", b"closed", b"keep-alive\x00", b"upgrade"):
+        assert in_use.plain_connection(value) == (value.lower() in (b"close", b"keep-alive"))
