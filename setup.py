@@ -19,6 +19,12 @@ ROOT = Path(__file__).parent
 DIRECTIVES = {"language_level": 3, "annotation_typing": False, "embedsignature": False}
 
 
+# llhttp, vendored (vendor/llhttp/README.md): compiled into the core's parser, and its header
+# seen by every core module (the parser's .pxd names llhttp's types).
+LLHTTP = "vendor/llhttp"
+LINKED = {"fulcrum.http.parser": [f"{LLHTTP}/src/{name}.c" for name in ("llhttp", "api", "http")]}
+
+
 def compiled_modules() -> list[str]:
     """``COMPILED`` from src/fulcrum/core.py, read without importing the package."""
     tree = ast.parse((ROOT / "src" / "fulcrum" / "core.py").read_text())
@@ -66,7 +72,8 @@ def extensions() -> list:
     except ImportError:
         print("setup.py: Cython is not installed: the pure-Python core only")
         return []
-    modules = [Extension(name, [source(name)]) for name in compiled_modules()]
+    modules = [Extension(name, [source(name)] + LINKED.get(name, []), include_dirs=[LLHTTP + "/include"])
+               for name in compiled_modules()]
     return cythonize(modules, compiler_directives=DIRECTIVES, quiet=True)
 
 

@@ -41,6 +41,7 @@ COMPILED = (
     "fulcrum.resilience.retry_budget",
     "fulcrum.http.headers",
     "fulcrum.http.wire",
+    "fulcrum.http.parser",
     "fulcrum.http.response_plan",
     "fulcrum.observability.metrics",
     "fulcrum.runtime.membership",

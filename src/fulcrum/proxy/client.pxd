@@ -1,5 +1,6 @@
 # The compiled core's declarations for client.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.http.parser cimport HttpRequestParser
 from fulcrum.proxy.downstream cimport Downstream
 cimport cython
 from fulcrum.proxy.exchange cimport Exchange, new_exchange
@@ -7,7 +8,8 @@ from fulcrum.proxy.settings cimport ProxySettings
 
 cdef class ClientConnection(Downstream):
     cdef public ProxySettings settings
-    cdef public object server, parser, current, queue, timer, tunnel, trusted_by, body_left
+    cdef public HttpRequestParser parser
+    cdef public object server, current, queue, timer, tunnel, trusted_by, body_left
     cdef public Exchange receiving
     cdef public bytes url, early
     cdef public list headers
@@ -20,7 +22,7 @@ cdef class ClientConnection(Downstream):
     cpdef on_message_begin(self)
     cpdef on_url(self, bytes url)
     cpdef on_header(self, bytes name, bytes value)
-    @cython.locals(exchange=Exchange)
+    @cython.locals(exchange=Exchange, parser=HttpRequestParser)
     cpdef on_headers_complete(self)
     cpdef on_body(self, bytes body)
     cpdef on_message_complete(self)

@@ -12,10 +12,12 @@ import logging
 from collections import deque
 from typing import Protocol
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import connection_tokens
+from fulcrum.http.parser import (
+    HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser, ParserCallbacks,
+)
 from fulcrum.http.responses import error_response
 from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.request_ids import RequestIds
@@ -81,7 +83,7 @@ class _Rejection:
         return []
 
 
-class _BodyAfterUpgrade:
+class _BodyAfterUpgrade(ParserCallbacks):
     """Parser callbacks for the chunked body of an upgrade request that is no tunnel.
 
     llhttp ends the message at the head of any upgrade request; a second parser, primed with

@@ -6,10 +6,13 @@ knows nothing more of the connection; ClientConnection (proxy/client.py) is the 
 """
 from __future__ import annotations
 
+from fulcrum.http.parser import ParserCallbacks
 
-class Downstream:
+
+class Downstream(ParserCallbacks):
     """The client side of an exchange: its transport, read gate and identity, and the calls
-    an exchange makes back to it."""
+    an exchange makes back to it. Its parser's callbacks too (http/parser.py): a compiled
+    type has one line of bases, and the parser calls them in C."""
 
     __slots__ = (
         "transport",        # asyncio.Transport: write/writelines

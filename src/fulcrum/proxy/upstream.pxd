@@ -1,10 +1,12 @@
 # The compiled core's declarations for upstream.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.http.parser cimport HttpResponseParser, ParserCallbacks
 from fulcrum.proxy.response_sink cimport ResponseSink
 
-cdef class UpstreamConnection:
+cdef class UpstreamConnection(ParserCallbacks):
     cdef public ResponseSink exchange
-    cdef public object pool, loop, transport, parser, deadline, timer, body_left
+    cdef public object pool, loop, transport, deadline, timer, body_left
+    cdef public HttpResponseParser parser
     cdef public list headers
     cdef public bytes reason
     cdef public bint in_head, informational, complete, reusable, expect_eof, skip_body, closed

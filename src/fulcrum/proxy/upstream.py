@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
-
 from fulcrum.http.headers import asks_websocket
+from fulcrum.http.parser import (
+    HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser, ParserCallbacks,
+)
 from fulcrum.proxy.response_sink import ResponseSink
 
 log = logging.getLogger("fulcrum.proxy")
@@ -37,11 +38,12 @@ class Discarded(Exception):
     this response (and so this connection) is no longer wanted."""
 
 
-class UpstreamConnection:
+class UpstreamConnection(ParserCallbacks):
     """asyncio protocol for one backend connection; callbacks feed its exchange.
 
     An asyncio.Protocol by its methods, not by inheritance: the compiled core makes it an
-    extension type (fulcrum/core.py), which cannot derive from a Python class."""
+    extension type (fulcrum/core.py), which cannot derive from a Python class. It derives
+    from its parser's ParserCallbacks (http/parser.py), which the parser calls in C."""
 
     __slots__ = (
         "pool", "loop", "transport", "parser", "exchange", "headers", "reason",
