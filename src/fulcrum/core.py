@@ -49,6 +49,7 @@ COMPILED = (
     "fulcrum.proxy.settings",
     "fulcrum.proxy.flow_control",
     "fulcrum.proxy.request_ids",
+    "fulcrum.proxy.clock",
     "fulcrum.filters.chain",
     "fulcrum.proxy.frontend",
     "fulcrum.proxy.downstream",

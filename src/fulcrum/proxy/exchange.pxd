@@ -10,6 +10,7 @@ from fulcrum.http.response_plan cimport plan_response
 from fulcrum.http.wire cimport join, plain_connection, response_kind
 from fulcrum.observability.metrics cimport RequestMetrics
 from fulcrum.proxy.balancer cimport Balancer
+from fulcrum.proxy.clock cimport monotonic
 from fulcrum.proxy.downstream cimport Downstream
 from fulcrum.proxy.frontend cimport Destination, Frontend
 from fulcrum.proxy.pool cimport ConnectionPool

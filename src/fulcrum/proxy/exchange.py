@@ -16,7 +16,6 @@ base classes, so no back-pointers to the classes above.
 from __future__ import annotations
 
 import logging
-from time import monotonic
 
 from fulcrum.filters.chain import EMPTY
 from fulcrum.http.client_address import client_ip
@@ -33,6 +32,7 @@ from fulcrum.http.responses import error_response
 from fulcrum.http.upstream_request import UpstreamRequest
 from fulcrum.http.wire import PASSED, join, plain_connection, response_kind
 from fulcrum.proxy.attempts import Attempts
+from fulcrum.proxy.clock import monotonic
 from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.flow_control import BACKPRESSURE
 from fulcrum.proxy.flow_control import CONNECTING as NO_BACKEND_YET  # a read-pause reason, not the phase
