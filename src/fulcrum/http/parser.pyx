@@ -127,6 +127,11 @@ cdef class HttpParser:
         cdef size_t length
         cdef llhttp_errno_t error
         cdef bint viewed = False
+        # A reference of our own while llhttp runs: a callback may drop the caller's last one
+        # (the client connection sets its parser to None when it rejects or aborts), and the
+        # compiled core calls this method on a borrowed attribute.
+        cdef HttpParser alive = self
+        cdef object held = data
         if type(data) is bytes:
             start = PyBytes_AS_STRING(data)
             length = <size_t>PyBytes_GET_SIZE(data)
