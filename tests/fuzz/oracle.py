@@ -129,14 +129,14 @@ def _check_forwarded(run: Run, forwarded: list[BackendRequest], out: list[Findin
                                        f"backend parsed {b[:120]!r}"))
             _check_host(want, got, i, out)
             _check_hop_by_hop(want, got, i, out)
-            last_marker = max(last_marker, _marker_index(run.nonce, got.target, b"r"))
+            last_marker = max(last_marker, _request_marker(run.nonce, got))
         elif ref.error is None:
             ends = ref.closed_by or "at the end of the bytes"
             out.append(Finding("smuggled", f"a request after the reference ends ({ends})",
                                f"request {i} {got.method.decode('latin-1')} {got.target!r} body {got.body[:80]!r}; "
                                f"the reference has {len(refs)}"))
         else:
-            index = _marker_index(run.nonce, got.target, b"r")
+            index = _request_marker(run.nonce, got)
             if index <= last_marker:
                 out.append(Finding("smuggled", "past h11's refusal, a request that is no generated one",
                                    f"request {i} {got.method.decode('latin-1')} {got.target!r}; h11: {ref.error}"))
@@ -250,6 +250,17 @@ def _h11_words(message: str) -> str:
 def _marker_index(nonce: bytes, target: bytes, kind: bytes) -> int:
     match = re.search(rb"fz" + re.escape(nonce) + kind + rb"(\d)", target)  # in the path or the query
     return int(match.group(1)) if match else -1
+
+
+def _request_marker(nonce: bytes, got: BackendRequest) -> int:
+    """The generated request marker a backend request carries: in its target, or in its Host
+    when the client sent an absolute-form target (``GET http://fz…r2/``), whose authority
+    Fulcrum sends as Host with ``/`` as the target."""
+    index = _marker_index(nonce, got.target, b"r")
+    if index == -1:
+        for host in got.header_values(b"host"):
+            index = max(index, _marker_index(nonce, host, b"r"))
+    return index
 
 
 def _version_sent(raw: bytes, nonce: bytes, index: int) -> bytes:

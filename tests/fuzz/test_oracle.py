@@ -131,3 +131,14 @@ def test_past_h11s_refusal_only_generated_requests_may_be_forwarded():
     assert kinds(make_run(raw, [first, second], answer(first) + answer(second))) == []
     hidden = forwarded(2, b"GET", S0)
     assert kinds(make_run(raw, [first, hidden], answer(first) + answer(hidden))) == ["smuggled"]
+
+
+def test_past_h11s_refusal_a_generated_absolute_form_request_is_known_by_its_host():
+    # The second request's marker is in its authority; Fulcrum sends that as Host, with "/".
+    raw = (b"GET " + R0 + b" HTTP/1.1\r\n" + HOST + b"\r\n\nGET http://fz000001r1.test/ HTTP/1.1\r\n" + HOST
+           + b"\r\n")
+    first = forwarded(1, b"GET", R0)
+    second = forwarded(2, b"GET", b"/", host=b"fz000001r1.test")
+    assert kinds(make_run(raw, [first, second], answer(first) + answer(second))) == []
+    unmarked = forwarded(2, b"GET", b"/", host=b"example.test")
+    assert kinds(make_run(raw, [first, unmarked], answer(first) + answer(unmarked))) == ["smuggled"]
