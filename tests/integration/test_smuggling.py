@@ -139,6 +139,42 @@ def test_an_upgrade_request_with_a_chunked_body_is_read_to_its_end(proxy):
         assert wait_until(lambda: b"".join(fake.requests[1:]) == body)
 
 
+def test_a_bad_request_after_an_upgrade_requests_body_is_answered_as_bad(fulcrum):
+    # llhttp stops at the upgrade request's head; what follows is fed again. The request after
+    # the body is refused for its own fault (a 414 owed to no one: an upgrade request is never
+    # kept alive), not taken for Fulcrum's (an internal error, logged with a traceback).
+    with FakeBackend(lambda head, i: OK) as fake:
+        lb = fulcrum({"pools": {"web": {**PLAIN, "backends": [{"url": fake.url}]}},
+                      "limits": {"max_url_length": 100}})
+        raw = (b"POST /up HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+               b"Content-Length: 2\r\n\r\nhi" + b"GET /" + b"a" * 101 + b" HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        with RawClient(lb.port) as client:
+            client.send(raw)
+            assert client.read_response("POST").status == 200
+            assert client.read_to_eof() == b""
+        assert [h.split(b" ")[1] for h in fake.requests] == [b"/up"]
+        assert "internal error" not in lb.output and "Traceback" not in lb.output
+
+
+def test_what_follows_an_upgrade_requests_chunked_body_is_dropped(fulcrum):
+    # The chunked body of an upgrade request that is no tunnel is read by a second parser,
+    # which the connection drops from inside its own callback when the body ends; a request
+    # follows in the same read and is never parsed. Under the debug allocator (freed memory
+    # poisoned), the connection answers the one request and closes, every time.
+    with FakeBackend(lambda head, i: OK) as fake:
+        lb = fulcrum({"pools": {"web": {**PLAIN, "backends": [{"url": fake.url}]}}},
+                     env={"PYTHONMALLOC": "debug"})
+        raw = (b"POST /up HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        for _ in range(20):
+            with RawClient(lb.port) as client:
+                client.send(raw)
+                assert client.read_response("POST").status == 200
+                assert client.read_to_eof() == b""
+        follow_up(lb)
+        assert lb.proc.poll() is None
+
+
 @pytest.mark.parametrize("asked, passed", [
     pytest.param(b"websocket", [b"websocket"], id="websocket"),
     pytest.param(b"h2c, WebSocket", [b"websocket"], id="h2c-and-websocket"),

@@ -219,10 +219,11 @@ class ClientConnection(Downstream):
     def data_received(self, data: bytes) -> None:
         if self.parser is None:
             return
+        upgraded_at = -1
         try:
             if self.body_left:
                 data = self._pass_body(data)
-                if not data:
+                if not data or self.parser is None:
                     return
             budget = self.budget
             if len(data) > budget:
@@ -233,7 +234,7 @@ class ClientConnection(Downstream):
         except HttpError as exc:
             self._reject(exc.status, exc.reason, exc.headers)
         except HttpParserUpgrade as exc:
-            self._upgraded(data[exc.args[0]:])
+            upgraded_at = exc.args[0]  # handled below, outside this handler (see _upgraded)
         except HttpParserCallbackError as exc:
             self._callback_failed(exc.__context__)
         except HttpParserError as exc:
@@ -241,6 +242,8 @@ class ClientConnection(Downstream):
         except Exception as exc:
             # A bug must cost one connection, never the server.
             self._internal_error(exc)
+        if upgraded_at >= 0:
+            self._upgraded(data[upgraded_at:])
 
     def _feed_bounded(self, data: bytes) -> None:
         """Feed ``data`` in pieces no larger than the budget: a piece that brings llhttp no
@@ -249,10 +252,15 @@ class ClientConnection(Downstream):
         while data:
             budget = self.budget
             piece = data[:budget]
+            upgraded_at = -1
             try:
                 self.parser.feed_data(piece)
             except HttpParserUpgrade as exc:
-                self._upgraded(data[exc.args[0]:])
+                upgraded_at = exc.args[0]
+            if upgraded_at >= 0:
+                # Outside the handler: what _upgraded feeds next must not raise with this
+                # exception as its context (a callback's own error would be lost behind it).
+                self._upgraded(data[upgraded_at:])
                 return
             if self.budget >= 0:  # no step further
                 if len(piece) < budget:
@@ -266,6 +274,8 @@ class ClientConnection(Downstream):
                 return
             if self.body_left and data:
                 data = self._pass_body(data)
+                if self.parser is None:
+                    return
 
     def _upgraded(self, rest: bytes) -> None:
         """llhttp stopped at the head of an upgrade request; ``rest`` followed it."""
