@@ -45,6 +45,7 @@ cdef class HttpParser:
     cdef ParserCallbacks _callbacks
     cdef bytes _name, _value
     cdef object _error
+    cdef bint _feeding
 
     cdef _init(self, ParserCallbacks callbacks, int kind)
     cdef _flush_header(self)

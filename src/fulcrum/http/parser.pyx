@@ -132,6 +132,9 @@ cdef class HttpParser:
         # compiled core calls this method on a borrowed attribute.
         cdef HttpParser alive = self
         cdef object held = data
+        if self._feeding:
+            # llhttp would run twice at once on one state (a callback feeding its own parser).
+            raise RuntimeError("feed_data called from one of this parser's own callbacks")
         if type(data) is bytes:
             start = PyBytes_AS_STRING(data)
             length = <size_t>PyBytes_GET_SIZE(data)
@@ -140,6 +143,7 @@ cdef class HttpParser:
             viewed = True
             start = <const char *>view.buf
             length = <size_t>view.len
+        self._feeding = True
         try:
             error = llhttp_execute(&self._parser, start, length)
             if self._parser.upgrade == 1 and error == HPE_PAUSED_UPGRADE:
@@ -149,6 +153,7 @@ cdef class HttpParser:
                 llhttp_resume_after_upgrade(&self._parser)
                 raise HttpParserUpgrade(offset)
         finally:
+            self._feeding = False
             if viewed:
                 PyBuffer_Release(&view)
         if error != HPE_OK:
