@@ -5,7 +5,8 @@ from fulcrum.proxy.upstream cimport UpstreamConnection
 
 cdef class ConnectionPool:
     cdef public ProxySettings settings
-    cdef public object backend, loop, idle
+    cdef public object backend, loop
+    cdef public list idle
     cdef public Py_ssize_t opened
     cdef public bint closed
 
