@@ -12,7 +12,6 @@ import logging
 from collections import deque
 from typing import Protocol
 
-
 from fulcrum.http.errors import BadRequest, HttpError
 from fulcrum.http.headers import connection_tokens
 from fulcrum.http.parser import (
