@@ -220,13 +220,23 @@ cdef object _error_for(llhttp_t *parser, llhttp_errno_t error):
 # -- llhttp's callbacks: each calls the parser's ParserCallbacks, and turns what it raises into
 # -- an llhttp error, keeping the exception for feed_data (as httptools' cb_* functions do).
 
+cdef int _keep(HttpParser self, object exc, llhttp_t *parser, const char *reason) noexcept:
+    """Keep what a callback raised for feed_data (the context of its HttpParserCallbackError)
+    and stop llhttp: a data callback names itself in ``reason`` and returns HPE_USER; the
+    others return -1, and llhttp names them."""
+    self._error = exc
+    if reason is NULL:
+        return -1
+    llhttp_set_error_reason(parser, reason)
+    return HPE_USER
+
+
 cdef int _on_message_begin(llhttp_t *parser) noexcept:
     cdef HttpParser self = <HttpParser>parser.data
     try:
         self._callbacks.on_message_begin()
     except BaseException as exc:
-        self._error = exc
-        return -1
+        return _keep(self, exc, parser, NULL)
     return 0
 
 
@@ -235,9 +245,7 @@ cdef int _on_url(llhttp_t *parser, const char *at, size_t length) noexcept:
     try:
         self._callbacks.on_url(PyBytes_FromStringAndSize(at, <Py_ssize_t>length))
     except BaseException as exc:
-        llhttp_set_error_reason(parser, "`on_url` callback error")
-        self._error = exc
-        return HPE_USER
+        return _keep(self, exc, parser, "`on_url` callback error")
     return 0
 
 
@@ -246,9 +254,7 @@ cdef int _on_status(llhttp_t *parser, const char *at, size_t length) noexcept:
     try:
         self._callbacks.on_status(PyBytes_FromStringAndSize(at, <Py_ssize_t>length))
     except BaseException as exc:
-        llhttp_set_error_reason(parser, "`on_status` callback error")
-        self._error = exc
-        return HPE_USER
+        return _keep(self, exc, parser, "`on_status` callback error")
     return 0
 
 
@@ -260,9 +266,7 @@ cdef int _on_header_field(llhttp_t *parser, const char *at, size_t length) noexc
         piece = PyBytes_FromStringAndSize(at, <Py_ssize_t>length)
         self._name = piece if self._name is None else self._name + piece
     except BaseException as exc:
-        llhttp_set_error_reason(parser, "`on_header_field` callback error")
-        self._error = exc
-        return HPE_USER
+        return _keep(self, exc, parser, "`on_header_field` callback error")
     return 0
 
 
@@ -273,9 +277,7 @@ cdef int _on_header_value(llhttp_t *parser, const char *at, size_t length) noexc
         piece = PyBytes_FromStringAndSize(at, <Py_ssize_t>length)
         self._value = piece if self._value is None else self._value + piece
     except BaseException as exc:
-        llhttp_set_error_reason(parser, "`on_header_value` callback error")
-        self._error = exc
-        return HPE_USER
+        return _keep(self, exc, parser, "`on_header_value` callback error")
     return 0
 
 
@@ -285,8 +287,7 @@ cdef int _on_headers_complete(llhttp_t *parser) noexcept:
         self._flush_header()
         self._callbacks.on_headers_complete()
     except BaseException as exc:
-        self._error = exc
-        return -1
+        return _keep(self, exc, parser, NULL)
     return 1 if self._parser.upgrade else 0
 
 
@@ -295,9 +296,7 @@ cdef int _on_body(llhttp_t *parser, const char *at, size_t length) noexcept:
     try:
         self._callbacks.on_body(PyBytes_FromStringAndSize(at, <Py_ssize_t>length))
     except BaseException as exc:
-        llhttp_set_error_reason(parser, "`on_body` callback error")
-        self._error = exc
-        return HPE_USER
+        return _keep(self, exc, parser, "`on_body` callback error")
     return 0
 
 
@@ -306,8 +305,7 @@ cdef int _on_message_complete(llhttp_t *parser) noexcept:
     try:
         self._callbacks.on_message_complete()
     except BaseException as exc:
-        self._error = exc
-        return -1
+        return _keep(self, exc, parser, NULL)
     return 0
 
 
@@ -317,8 +315,7 @@ cdef int _on_chunk_header(llhttp_t *parser) noexcept:
         if self._value is not None or self._name is not None:
             raise HttpParserError("invalid headers state")
     except BaseException as exc:
-        self._error = exc
-        return -1
+        return _keep(self, exc, parser, NULL)
     return 0
 
 
@@ -327,6 +324,5 @@ cdef int _on_chunk_complete(llhttp_t *parser) noexcept:
     try:
         self._flush_header()
     except BaseException as exc:
-        self._error = exc
-        return -1
+        return _keep(self, exc, parser, NULL)
     return 0

@@ -2,9 +2,9 @@
 telling what a header name is, and spelling a request id.
 
 This file is the readable reference and the pure-Python core's code. ``wire.pyx`` beside it
-is the compiled core's twin, the one module of the core written in Cython's own syntax: these
-steps are a handful of C loops there (no lower-cased copy, no hash, no buffer protocol per
-field), which plain Python cannot spell. tests/unit/test_wire.py checks the two agree.
+is the compiled core's twin, written in Cython's own syntax: these steps are a handful of C
+loops there (no lower-cased copy, no hash, no buffer protocol per field), which plain Python
+cannot spell. tests/http/test_wire.py checks the two agree.
 """
 from __future__ import annotations
 

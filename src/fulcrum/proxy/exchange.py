@@ -99,9 +99,8 @@ class Exchange(ResponseSink):
         self.received_at = monotonic()
         self.client = client
         self.runtime = runtime
-        # (self.client and self.runtime below: their types are known to the compiled core)
-        plan = plan_request(method, target, headers, http11, upgrade, self.runtime.settings.max_body_size,
-                            self.client.valid_host)
+        plan = plan_request(method, target, headers, http11, upgrade, runtime.settings.max_body_size,
+                            client.valid_host)
         # the request as received, and as planned
         self.method = method
         self.head_method = method  # what the backend is sent (on_upstream_request may change it)
@@ -111,20 +110,20 @@ class Exchange(ResponseSink):
         self.plan = plan
         self.target = plan.target
         self.host = host = plan.host
-        if host and host is not self.client.valid_host:
-            self.client.valid_host = host
+        if host and host is not client.valid_host:
+            client.valid_host = host
         self.has_body = plan.has_body
         self.chunked = plan.chunked
         self.content_length = plan.content_length
         self.upgrade = plan.upgrade  # b"websocket" when the request may become a tunnel
-        self.request_id = request_id = plan.request_id or self.client.request_ids.next()
-        self.client_ip = self.client.client_ip
-        trusted = self.runtime.trusted
-        if trusted is not None and self.client.trusts_peer(trusted):
+        self.request_id = request_id = plan.request_id or client.request_ids.next()
+        self.client_ip = client.client_ip
+        trusted = runtime.trusted
+        if trusted is not None and client.trusts_peer(trusted):
             self.client_ip = self.forwarded_client(trusted)
         # An HTTP/1.0 request without Host gets the backend's authority (forward()).
         self.upstream_head = upstream_head(
-            method, plan.target, host, plan.fields, plan, self.client.client_ip_bytes, self.client.tls, request_id,
+            method, plan.target, host, plan.fields, plan, client.client_ip_bytes, client.tls, request_id,
             plan.peer_fields is not None and self._keeps_peer_headers()) if host else b""
         # the lifecycle
         self.phase = RECEIVED
