@@ -1,6 +1,7 @@
 # The compiled core's declarations for client.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 from fulcrum.http.parser cimport HttpRequestParser
+from fulcrum.proxy.clock cimport monotonic
 from fulcrum.proxy.downstream cimport Downstream
 cimport cython
 from fulcrum.proxy.exchange cimport Exchange, new_exchange

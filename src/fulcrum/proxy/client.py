@@ -18,6 +18,7 @@ from fulcrum.http.parser import (
     HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser, ParserCallbacks,
 )
 from fulcrum.http.responses import error_response
+from fulcrum.proxy.clock import monotonic
 from fulcrum.proxy.downstream import Downstream
 from fulcrum.proxy.request_ids import RequestIds
 from fulcrum.proxy.exchange import Exchange, new_exchange, run_log_phase
@@ -170,7 +171,7 @@ class ClientConnection(Downstream):
         self.handshake_until = 0.0
         if tls:
             # Counted from accept, through the TLS handshake (timeouts.client_header bounds it).
-            self.handshake_until = self.loop.time() + self.settings.client_header_timeout
+            self.handshake_until = monotonic() + self.settings.client_header_timeout
             server.handshaking(self)
 
     # -- phase: accept ----------------------------------------------------------
@@ -325,7 +326,7 @@ class ClientConnection(Downstream):
                 self._wait(_HEAD, self.settings.client_header_timeout)
             else:  # _wait, inlined for the common case (the lazy timer runs): every request passes here
                 self.wait = _HEAD
-                self.deadline = self.loop.time() + self.settings.client_header_timeout
+                self.deadline = monotonic() + self.settings.client_header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -382,7 +383,7 @@ class ClientConnection(Downstream):
             self.upgrading = True
         self.body_left = exchange.content_length
         if exchange.has_body:
-            self.last_body = self.body_start = self.loop.time()
+            self.last_body = self.body_start = monotonic()
             self.body_seen = 0
             self.body_pauses = self.gate.pauses
             self._wait(_BODY, self.settings.client_body_timeout)
@@ -398,7 +399,7 @@ class ClientConnection(Downstream):
 
     def on_body(self, body: bytes) -> None:
         self.budget = PROGRESSED
-        self.last_body = self.loop.time()
+        self.last_body = monotonic()
         self.body_seen += len(body)
         if self.body_left:
             self.body_left -= len(body)
@@ -407,7 +408,7 @@ class ClientConnection(Downstream):
     def _pass_body(self, data: bytes) -> bytes:
         """The rest of a Content-Length body, passed on without llhttp (which would
         only copy it again); returns what follows it (a pipelined request)."""
-        self.last_body = self.loop.time()
+        self.last_body = monotonic()
         self.body_seen += len(data)
         left = self.body_left
         if len(data) < left:
@@ -477,7 +478,7 @@ class ClientConnection(Downstream):
                 self._wait(_IDLE, self.settings.client_idle_timeout)
             else:  # _wait, inlined as in on_message_begin
                 self.wait = _IDLE
-                self.deadline = self.loop.time() + self.settings.client_idle_timeout
+                self.deadline = monotonic() + self.settings.client_idle_timeout
 
     def _reject(self, status: int, reason: str, headers: bytes = b"") -> None:
         """Answer a bad request in its turn and close; read nothing more."""
@@ -535,11 +536,11 @@ class ClientConnection(Downstream):
     # -- backpressure from the client side -----------------------------------------
     def pause_writing(self) -> None:
         # The client reads slower than we write: timeouts.client_send starts (see _on_timer).
-        now = self.loop.time()
+        now = monotonic()
         self.send_since = now
         self.send_buffered = self.transport.get_write_buffer_size()
         if self.timer is None and not self.closed:
-            self.timer = self.loop.call_at(now + self.settings.client_tick, self._on_timer)
+            self.timer = self.loop.call_later(self.settings.client_tick, self._on_timer)
         current = self.current
         if isinstance(current, Exchange) and current.conn is not None:
             current.conn.pause_reading()
@@ -563,23 +564,23 @@ class ClientConnection(Downstream):
         # The timer is never cancelled or moved: it wakes at least every
         # ``client_tick`` seconds and compares with the deadline, so switching
         # between waits on every request costs no timer operations.
-        now = self.loop.time()
+        now = monotonic()
         self.wait = what
         self.deadline = now + timeout
         if self.timer is None:
-            self.timer = self.loop.call_at(now + min(timeout, self.settings.client_tick), self._on_timer)
+            self.timer = self.loop.call_later(min(timeout, self.settings.client_tick), self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
         if self.closed:
             return
-        now = self.loop.time()
+        now = monotonic()
         if self.send_since and self._not_reading(now):
             return
         what = self.wait
         if what == _NONE:
             if self.send_since:
-                self.timer = self.loop.call_at(now + self.settings.client_tick, self._on_timer)
+                self.timer = self.loop.call_later(self.settings.client_tick, self._on_timer)
             return
         due = self.deadline
         if what == _BODY:
@@ -592,7 +593,7 @@ class ClientConnection(Downstream):
             # A head pipelined behind a response still in flight: judge it once that is done.
             due = max(due, now + min(1.0, self.settings.client_header_timeout))
         if now < due:
-            self.timer = self.loop.call_at(min(due, now + self.settings.client_tick), self._on_timer)
+            self.timer = self.loop.call_later(min(due - now, self.settings.client_tick), self._on_timer)
             return
         self._timed_out(what)
 

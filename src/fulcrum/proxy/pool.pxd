@@ -1,5 +1,6 @@
 # The compiled core's declarations for pool.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+from fulcrum.proxy.clock cimport monotonic
 from fulcrum.proxy.settings cimport ProxySettings
 from fulcrum.proxy.upstream cimport UpstreamConnection
 

@@ -11,6 +11,7 @@ import asyncio
 from typing import Callable
 
 from fulcrum.balancing.backend import Backend
+from fulcrum.proxy.clock import monotonic
 from fulcrum.proxy.settings import ProxySettings
 from fulcrum.proxy.upstream import UpstreamConnection
 
@@ -49,7 +50,7 @@ class ConnectionPool:
             return
         if conn.read_paused:
             conn.resume_reading()
-        conn.idle_since = self.loop.time()
+        conn.idle_since = monotonic()
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

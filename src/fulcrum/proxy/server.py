@@ -10,6 +10,7 @@ from typing import Protocol
 
 from fulcrum.config.model import parse_host_port
 from fulcrum.proxy.client import ClientConnection
+from fulcrum.proxy.clock import monotonic
 from fulcrum.proxy.request_ids import RequestIds
 
 log = logging.getLogger("fulcrum.proxy")
@@ -181,7 +182,7 @@ class ProxyServer:
         return [s.getsockname() for s in self.server.sockets] if self.server else []
 
     def _sweep(self) -> None:
-        now = self.loop.time()
+        now = monotonic()  # the clock the connections' deadlines are read on
         if self.in_handshake:
             for conn in [c for c in self.in_handshake if c.handshake_until < now]:
                 self.release(conn)  # its handshake failed or timed out

@@ -1,6 +1,7 @@
 # The compiled core's declarations for upstream.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 from fulcrum.http.parser cimport HttpResponseParser, ParserCallbacks
+from fulcrum.proxy.clock cimport monotonic
 from fulcrum.proxy.response_sink cimport ResponseSink
 
 cdef class UpstreamConnection(ParserCallbacks):

@@ -13,6 +13,7 @@ from fulcrum.http.headers import asks_websocket
 from fulcrum.http.parser import (
     HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser, ParserCallbacks,
 )
+from fulcrum.proxy.clock import monotonic
 from fulcrum.proxy.response_sink import ResponseSink
 
 log = logging.getLogger("fulcrum.proxy")
@@ -143,27 +144,27 @@ class UpstreamConnection(ParserCallbacks):
     def arm_response_timer(self, timeout: float) -> None:
         """timeouts.response: until the final response head, counted from now whatever
         arrives (1xx heads, a head trickled byte by byte); after it, from the last read."""
-        now = self.loop.time()
+        now = monotonic()
         self.last_read = self.armed_at = now
         self.deadline = timeout
         if self.timer is None or self._timer_at > now + timeout:
             if self.timer is not None:
                 self.timer.cancel()
             self._timer_at = now + timeout
-            self.timer = self.loop.call_at(self._timer_at, self._on_timer)
+            self.timer = self.loop.call_later(timeout, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
         timeout = self.deadline
         if timeout is None or self.exchange is None:
             return
-        now = self.loop.time()
+        now = monotonic()
         if self.read_paused:
             self.last_read = now  # paused for a slow client: the backend is not silent
         due = (self.last_read if self.head_done else self.armed_at) + timeout
         if now < due:
             self._timer_at = due
-            self.timer = self.loop.call_at(due, self._on_timer)
+            self.timer = self.loop.call_later(due - now, self._on_timer)
             return
         exchange = self.exchange
         self.exchange = None
@@ -195,7 +196,7 @@ class UpstreamConnection(ParserCallbacks):
         if exchange is None:
             self.close()  # bytes from an idle connection: it cannot be trusted
             return
-        self.last_read = self.loop.time()
+        self.last_read = monotonic()
         self.received = True
         if self.body_left:
             try:
