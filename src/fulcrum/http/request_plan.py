@@ -130,7 +130,7 @@ def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
         length = int(content_length)  # llhttp has checked it is decimal and single
         if max_body_size and length > max_body_size:
             raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
-        framing, has_body = b"Content-Length: " + content_length + b"\r\n", length > 0
+        framing, has_body = join([b"Content-Length: ", content_length, b"\r\n"]), length > 0
     tunnel = None
     if upgrade and method == b"GET" and not has_body:
         for name, value in headers:

@@ -31,8 +31,8 @@ cdef class Exchange(ResponseSink):
     cdef public UpstreamConnection conn
     cdef public Chain chain
     cdef public object content_length
-    cdef public bytes method, target, host, upstream_head, head_pending, head_method, request_id
-    cdef public list headers, pending_body
+    cdef public bytes method, target, host, upstream_head, head_method, request_id
+    cdef public list headers, pending_body, head_pending
     cdef public bint http11, keep_alive, has_body, chunked, request_done, response_started
     cdef public object client_ip
     cdef public RequestPlan plan
@@ -54,8 +54,9 @@ cdef class Exchange(ResponseSink):
     cpdef on_informational(self, int status, bytes reason, list headers)
     @cython.locals(out=list, kind=int)
     cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
+    @cython.locals(parts=list)
     cpdef on_response_body(self, bytes chunk)
-    @cython.locals(connections=ConnectionPool)
+    @cython.locals(connections=ConnectionPool, parts=list)
     cpdef on_response_complete(self, conn)
     cpdef on_switching_protocols(self, conn, bytes reason, list headers)
     cpdef start_tunnel(self, conn, bytes rest)

@@ -141,7 +141,7 @@ class Exchange(ResponseSink):
         self.body_bytes = 0
         # the response, to the client
         self.response_started = False  # bytes of this response went to the client
-        self.head_pending: bytes | None = None
+        self.head_pending: list[bytes] | None = None  # the response head's parts, until written
         self.framing = NO_BODY
         self.status = 0
         self.sent_at = 0.0
@@ -459,29 +459,35 @@ class Exchange(ResponseSink):
             out.append(b"\r\nConnection: keep-alive\r\n\r\n")
         else:
             out.append(b"\r\n\r\n")
-        self.head_pending = join(out)
+        self.head_pending = out  # joined with the first body bytes (on_response_body)
         return True
 
     def on_response_body(self, chunk: bytes) -> None:
         transport = self.client.transport
         self.bytes_out += len(chunk)
-        head = self.head_pending
-        if self.framing == CHUNKED:
-            parts = (b"%x\r\n" % len(chunk), chunk, b"\r\n")
-            if head is not None:
-                parts = (head,) + parts
-            transport.writelines(parts)
-        elif head is not None:
-            # One write, one syscall; small bodies are cheaper to copy than to writev.
-            if len(chunk) <= 16384:
-                transport.write(head + chunk)
+        parts = self.head_pending
+        chunked = self.framing == CHUNKED
+        if parts is None:
+            if chunked:
+                transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
             else:
-                transport.writelines((head, chunk))
+                transport.write(chunk)
+            return
+        self.head_pending = None
+        self.response_started = True
+        if chunked:
+            parts.append(b"%x\r\n" % len(chunk))
+        # One write, one syscall: the head and a small first chunk become one bytes (one copy
+        # of each part); a large chunk goes after the head uncopied.
+        if len(chunk) <= 16384:
+            parts.append(chunk)
+            if chunked:
+                parts.append(b"\r\n")
+            transport.write(join(parts))
+        elif chunked:
+            transport.writelines((join(parts), chunk, b"\r\n"))
         else:
-            transport.write(chunk)
-        if head is not None:
-            self.head_pending = None
-            self.response_started = True
+            transport.writelines((join(parts), chunk))
 
     def on_response_complete(self, conn) -> None:
         """The backend's response ended cleanly; ``conn`` is already detached."""
@@ -491,14 +497,15 @@ class Exchange(ResponseSink):
             connections.give_back(conn)
         else:
             conn.close()  # the backend answered before it read the whole request
-        tail = _LAST_CHUNK if self.framing == CHUNKED else b""
-        head = self.head_pending
-        if head is not None:
-            tail = head + tail
+        parts = self.head_pending
+        if parts is not None:  # a response without body bytes
             self.head_pending = None
             self.response_started = True
-        if tail:
-            self.client.transport.write(tail)
+            if self.framing == CHUNKED:
+                parts.append(_LAST_CHUNK)
+            self.client.transport.write(join(parts))
+        elif self.framing == CHUNKED:
+            self.client.transport.write(_LAST_CHUNK)
         self.finish()
 
     # -- protocol switch (WebSocket): the exchange becomes a tunnel -----------------
