@@ -19,7 +19,7 @@ cdef class ClientConnection(Downstream):
     cdef public int wait
     cdef public double deadline, last_body, body_start, handshake_until
 
-    @cython.locals(upgraded_at=Py_ssize_t)
+    @cython.locals(upgraded_at=Py_ssize_t, budget=Py_ssize_t)
     cpdef data_received(self, bytes data)
     cpdef on_message_begin(self)
     cpdef on_url(self, bytes url)

@@ -19,6 +19,7 @@ from fulcrum.proxy.upstream cimport UpstreamConnection
 
 cdef dict RESPONSE_HEADERS
 cdef tuple _NEXT, _STATUS_CODES
+cdef unsigned long long _ALLOWED
 cdef int PASSED
 
 cdef class Exchange(ResponseSink):
@@ -52,7 +53,7 @@ cdef class Exchange(ResponseSink):
     cpdef on_request_body(self, bytes chunk)
     cpdef on_request_complete(self)
     cpdef on_informational(self, int status, bytes reason, list headers)
-    @cython.locals(out=list, kind=int)
+    @cython.locals(out=list, kind=int, i=Py_ssize_t, name=bytes, value=bytes)
     cpdef bint on_response_head(self, conn, int status, bytes reason, list headers) except -1
     @cython.locals(parts=list)
     cpdef on_response_body(self, bytes chunk)

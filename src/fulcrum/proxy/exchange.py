@@ -56,7 +56,7 @@ RECEIVED, CONNECTING, SENT, RESPONDING, TUNNEL, RETRYING, DONE, ABORTED = range(
 PHASES = ("received", "connecting", "sent", "responding", "tunnel", "retrying", "done", "aborted")
 
 
-# Where each phase may go (one set lookup per transition).
+# Where each phase may go.
 _NEXT = (
     frozenset({CONNECTING, SENT, DONE, ABORTED}),                           # RECEIVED
     frozenset({SENT, RETRYING, DONE, ABORTED}),                             # CONNECTING
@@ -67,6 +67,8 @@ _NEXT = (
     frozenset(),                                                            # DONE
     frozenset(),                                                            # ABORTED
 )
+# The same table as bits, ``8 * from + to`` (the check is a shift and a mask, no set lookup).
+_ALLOWED = sum(1 << (8 * before + after) for before, nexts in enumerate(_NEXT) for after in nexts)
 
 
 class InvalidTransition(RuntimeError):
@@ -153,7 +155,7 @@ class Exchange(ResponseSink):
 
     def _to(self, phase: int) -> None:
         """The one place the phase changes; leaving the backend ends the lease."""
-        if phase not in _NEXT[self.phase]:
+        if not (_ALLOWED >> (8 * self.phase + phase)) & 1:
             raise InvalidTransition(f"exchange {self.request_id.decode('latin-1')}: "
                                     f"{PHASES[self.phase]} -> {PHASES[phase]}")
         self.phase = phase
@@ -380,18 +382,18 @@ class Exchange(ResponseSink):
                 self._try_timeout() if self.pool.timed_tries else self.runtime.settings.response_timeout)
 
     # -- response, from the upstream connection (the ResponseSink side) ------------------
-    def on_informational(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_informational(self, status: int, reason: bytes, headers: list[bytes]) -> None:
         """Relay 100 Continue / 103 Early Hints to HTTP/1.1 clients (RFC 9110 §15.2)."""
         if not self.http11 or self.response_started:
             return
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for name, value in headers:
+        for name, value in zip(headers[0::2], headers[1::2]):
             if name.lower() not in RESPONSE_HEADERS:
                 lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(b"\r\n")
         self.client.transport.write(b"".join(lines))
 
-    def on_response_head(self, conn, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+    def on_response_head(self, conn, status: int, reason: bytes, headers: list[bytes]) -> bool:
         """Phase response: build the client's head; False when this response is dropped
         for a retry (its connection goes with it)."""
         now = monotonic()  # the strategies' clock; loop.time() only has ms resolution
@@ -414,7 +416,9 @@ class Exchange(ResponseSink):
         content_length: bytes | None = None
         codings: list[bytes] | None = None
         named: set[bytes] | None = None
-        for name, value in headers:
+        for i in range(0, len(headers), 2):  # flat: name, value, ...
+            name = headers[i]
+            value = headers[i + 1]
             kind = response_kind(name)
             if kind == PASSED:
                 out.extend((name, b": ", value, b"\r\n"))
@@ -509,7 +513,7 @@ class Exchange(ResponseSink):
         self.finish()
 
     # -- protocol switch (WebSocket): the exchange becomes a tunnel -----------------
-    def on_switching_protocols(self, conn, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_switching_protocols(self, conn, reason: bytes, headers: list[bytes]) -> None:
         """The backend accepted the upgrade: relay its 101 head."""
         now = monotonic()
         self.upstream_time = now - self.sent_at
@@ -519,7 +523,7 @@ class Exchange(ResponseSink):
         self.status = 101
         lines = [b"HTTP/1.1 101 %s\r\n" % reason]
         upgrade = self.upgrade
-        for name, value in headers:
+        for name, value in zip(headers[0::2], headers[1::2]):
             lower = name.lower()
             if lower == b"upgrade":
                 upgrade = value

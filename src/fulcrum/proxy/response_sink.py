@@ -12,6 +12,8 @@ class ResponseSink:
 
     __slots__ = ("upgrade",)  # the protocol asked for, when the request may become a tunnel
 
+    # ``headers`` below: the backend's header fields, flat (name, value, name, value, ...).
+
     def on_informational(self, status: int, reason: bytes, headers: list) -> None:
         raise NotImplementedError
 

@@ -1,5 +1,6 @@
 # The compiled core's declarations for upstream.py (fulcrum/core.py): attribute types, and the
 # methods that call each other in C. Public attributes stay readable and writable from Python.
+cimport cython
 from fulcrum.http.parser cimport HttpResponseParser, ParserCallbacks
 from fulcrum.proxy.clock cimport monotonic
 from fulcrum.proxy.response_sink cimport ResponseSink
@@ -17,11 +18,13 @@ cdef class UpstreamConnection(ParserCallbacks):
 
     cpdef attach(self, exchange, bint skip_body)
     cpdef arm_response_timer(self, double timeout)
+    @cython.locals(budget=Py_ssize_t)
     cpdef data_received(self, bytes data)
     cpdef _pass_body(self, ResponseSink exchange, bytes data)
     cpdef _completed(self, ResponseSink exchange)
     cpdef on_message_begin(self)
     cpdef on_status(self, bytes reason)
+    @cython.locals(headers=list)
     cpdef on_header(self, bytes name, bytes value)
     cpdef on_headers_complete(self)
     cpdef on_body(self, bytes body)

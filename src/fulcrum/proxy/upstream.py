@@ -27,8 +27,9 @@ MAX_INFORMATIONAL = 5
 
 
 def _upgrades_to_websocket(headers: list) -> bool:
-    """An Upgrade header lists websocket (a loop: the compiled core has no closures in methods)."""
-    for name, value in headers:
+    """An Upgrade header lists websocket (a loop: the compiled core has no closures in methods).
+    ``headers``: flat, name and value in turn."""
+    for name, value in zip(headers[0::2], headers[1::2]):
         if name.lower() == b"upgrade" and asks_websocket(value):
             return True
     return False
@@ -60,7 +61,7 @@ class UpstreamConnection(ParserCallbacks):
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.exchange: ResponseSink | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[bytes] = []  # the head's fields: name, value, name, value, ...
         self.reason = b""
         self.in_head = False
         self.informational = False
@@ -307,8 +308,10 @@ class UpstreamConnection(ParserCallbacks):
         self.reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:
-            self.headers.append((name, value))
+        if self.in_head:  # flat, name and value in turn: no tuple per field
+            headers = self.headers
+            headers.append(name)
+            headers.append(value)
 
     def on_headers_complete(self) -> None:
         if self.complete:

@@ -2,6 +2,8 @@
 # circuit breaker (failure ratio) and the retry budget. Sans-IO: callers pass ``now``.
 from __future__ import annotations
 
+from array import array
+
 
 class RollingCounts:
     """Event counts over a rolling time window, kept in fixed time buckets.
@@ -15,6 +17,9 @@ class RollingCounts:
     A total covers the current slice plus the ``buckets - 1`` before it: events
     between ``window - window / buckets`` and ``window`` seconds old. A clock
     that steps back counts into the newest slice.
+
+    The counts are machine integers (``array`` of int64, flat: ``column * buckets + slice``),
+    which the compiled core reads and writes without making an int object per event.
     """
 
     __slots__ = ("window", "width", "size", "counts", "totals", "head", "started")
@@ -29,8 +34,8 @@ class RollingCounts:
         self.window = window
         self.width = window / buckets
         self.size = buckets
-        self.counts = [[0] * buckets for _ in range(columns)]
-        self.totals = [0] * columns
+        self.counts = array("q", bytes(8 * buckets * columns))
+        self.totals = array("q", bytes(8 * columns))
         self.head = 0          # absolute slice number of the newest slice, once started
         self.started = False   # an event or a read has placed the window
 
@@ -45,13 +50,14 @@ class RollingCounts:
             self.started = True
             self._zero()
             return slot % self.size
-        totals = self.totals
+        totals, counts, size = self.totals, self.counts, self.size
         for s in range(head + 1, slot + 1):
-            i = s % self.size
-            for c, column in enumerate(self.counts):
-                totals[c] -= column[i]
-                column[i] = 0
-        return slot % self.size
+            i = s % size
+            for c in range(len(totals)):
+                k = c * size + i
+                totals[c] -= counts[k]
+                counts[k] = 0
+        return slot % size
 
     def add(self, now: float, column: int, n: int = 1) -> None:
         """Count ``n`` events in ``column`` at ``now``."""
@@ -59,7 +65,7 @@ class RollingCounts:
             i = self.head % self.size  # still in the newest slice: _advance's fast path, inlined
         else:
             i = self._advance(now)
-        self.counts[column][i] += n
+        self.counts[column * self.size + i] += n
         self.totals[column] += n
 
     def total(self, now: float, column: int) -> int:
@@ -68,10 +74,11 @@ class RollingCounts:
         return self.totals[column]
 
     def _zero(self) -> None:
-        for c, column in enumerate(self.counts):
-            for i in range(self.size):
-                column[i] = 0
-            self.totals[c] = 0
+        counts, totals = self.counts, self.totals
+        for k in range(len(counts)):
+            counts[k] = 0
+        for k in range(len(totals)):
+            totals[k] = 0
 
     def clear(self) -> None:
         """Forget every count (the window keeps its position)."""
