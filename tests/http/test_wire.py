@@ -73,6 +73,13 @@ def test_join_takes_what_bytes_join_takes_and_refuses_the_rest():
         in_use.join([b"a", None])
 
 
+@given(st.binary(max_size=40), st.binary(max_size=40))
+def test_header_line_is_prefix_value_crlf(prefix, value):
+    line = in_use.header_line(prefix, value)
+    assert line == reference.header_line(prefix, value) == prefix + value + b"\r\n"
+    assert type(line) is bytes
+
+
 @given(st.binary(max_size=12), st.integers(0, 2**64 - 1))
 def test_request_ids_are_spelled_as_the_reference_spells_them(prefix, count):
     assert in_use.request_id(prefix, count) == reference.request_id(prefix, count)

@@ -2,7 +2,7 @@
 # methods that call each other in C. Public attributes stay readable and writable from Python.
 cimport cython
 from fulcrum.http.headers cimport without_named
-from fulcrum.http.wire cimport join, plain_connection, request_kind
+from fulcrum.http.wire cimport header_line, join, plain_connection, request_kind
 
 cdef dict REQUEST_HEADERS
 cdef int PASSED, _SLASH

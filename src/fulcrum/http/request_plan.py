@@ -18,7 +18,7 @@ from fulcrum.http.headers import (
     REQUEST_ID, TRANSFER_ENCODING, asks_websocket, check_transfer_encoding, named_by_connection,
     split_absolute_form, valid_authority, without_named,
 )
-from fulcrum.http.wire import PASSED, join, plain_connection, request_kind
+from fulcrum.http.wire import PASSED, header_line, join, plain_connection, request_kind
 
 # A client's X-Request-ID is kept only when it is 1-200 visible ASCII characters: it is
 # echoed into logs and responses, where a space or a line break could forge a field or a line.
@@ -130,7 +130,7 @@ def plan_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
         length = int(content_length)  # llhttp has checked it is decimal and single
         if max_body_size and length > max_body_size:
             raise HttpError(413, f"Content-Length {length} exceeds the limit of {max_body_size} bytes")
-        framing, has_body = join([b"Content-Length: ", content_length, b"\r\n"]), length > 0
+        framing, has_body = header_line(b"Content-Length: ", content_length), length > 0
     tunnel = None
     if upgrade and method == b"GET" and not has_body:
         for name, value in headers:

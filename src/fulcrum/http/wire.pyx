@@ -92,6 +92,17 @@ cpdef bytes join(list parts):
     return out
 
 
+cpdef bytes header_line(bytes prefix, bytes value):
+    cdef Py_ssize_t a = PyBytes_GET_SIZE(prefix), b = PyBytes_GET_SIZE(value)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, a + b + 2)
+    cdef char *at = PyBytes_AS_STRING(out)
+    memcpy(at, PyBytes_AS_STRING(prefix), a)
+    memcpy(at + a, PyBytes_AS_STRING(value), b)
+    at[a + b] = 13
+    at[a + b + 1] = 10
+    return out
+
+
 cpdef int request_kind(bytes name):
     return _REQUEST.kind(name)
 

@@ -324,19 +324,19 @@ class Exchange(ResponseSink):
             head = upstream_head(self.head_method, plan.target, backend_authority(backend.host, backend.port),
                                  plan.fields, plan, self.client.client_ip_bytes, self.client.tls,
                                  self.request_id, plan.peer_fields is not None and self._keeps_peer_headers())
-        parts = [head]
         body = self.attempts.replay if self.tries > 1 else self.pending_body
-        if body:
-            for chunk in body:
-                parts.extend(self._frame_body(chunk))
-        self.pending_body = None
-        if self.request_done and self.chunked:
-            parts.append(_LAST_CHUNK)
-        transport = conn.transport
-        if len(parts) == 1:
-            transport.write(parts[0])
+        last_chunk = self.request_done and self.chunked
+        if body or last_chunk:
+            parts = [head]
+            if body:
+                for chunk in body:
+                    parts.extend(self._frame_body(chunk))
+            if last_chunk:
+                parts.append(_LAST_CHUNK)
+            conn.transport.writelines(parts)
         else:
-            transport.writelines(parts)
+            conn.transport.write(head)  # the usual request: a head alone
+        self.pending_body = None
         self.sent_at = monotonic()
         if self.request_done:
             # The backend's silence is timed from the end of the request: a slow
