@@ -337,11 +337,16 @@ class ClientConnection(Downstream):
             raise HttpError(414, f"request target longer than {self.settings.max_url_length} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.in_head:
-            return  # a chunked trailer: dropped (RFC 9112 §7.1.2 lets a proxy discard it)
-        self.headers.append((name, value))
         self.header_bytes += len(name) + len(value) + 4
         settings = self.settings
+        if not self.in_head:
+            # A chunked trailer: dropped (RFC 9112 §7.1.2 lets a proxy discard it), but counted
+            # (from 0 at the head's end): the read budget does not charge what follows a step in
+            # the same read, so trailers that came with the head are bounded here.
+            if self.header_bytes > settings.max_header_bytes:
+                raise HttpError(431, f"request trailers larger than {settings.max_header_bytes} bytes")
+            return
+        self.headers.append((name, value))
         if self.header_bytes > settings.max_header_bytes:
             raise HttpError(431, f"request headers larger than {settings.max_header_bytes} bytes")
         if len(self.headers) > settings.max_header_count:
@@ -356,6 +361,7 @@ class ClientConnection(Downstream):
         # request line (method, 2 spaces, "HTTP/1.1\r\n") + headers + the empty line
         if self.header_bytes + len(method) + 14 > settings.max_header_bytes:
             raise HttpError(431, f"request head larger than {settings.max_header_bytes} bytes")
+        self.header_bytes = 0  # now the trailers' count (on_header)
         version = parser.get_http_version()
         http11 = version == "1.1"
         if not http11 and version != "1.0":

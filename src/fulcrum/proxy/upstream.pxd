@@ -13,7 +13,7 @@ cdef class UpstreamConnection(ParserCallbacks):
     cdef public bytes reason
     cdef public bint in_head, informational, complete, reusable, expect_eof, skip_body, closed
     cdef public bint read_paused, received, upgraded, head_done
-    cdef public Py_ssize_t served, budget, head_limit, informational_count
+    cdef public Py_ssize_t served, budget, head_limit, informational_count, trailer_bytes
     cdef public double idle_since, last_read, _timer_at, armed_at
 
     cpdef attach(self, exchange, bint skip_body)

@@ -52,7 +52,7 @@ class UpstreamConnection(ParserCallbacks):
         "in_head", "informational", "complete", "reusable", "expect_eof",
         "skip_body", "served", "idle_since", "closed", "read_paused",
         "deadline", "timer", "last_read", "_timer_at", "received", "body_left", "upgraded",
-        "budget", "head_done", "armed_at", "informational_count", "head_limit",
+        "budget", "head_done", "armed_at", "informational_count", "head_limit", "trailer_bytes",
     )
 
     def __init__(self, pool) -> None:  # proxy.pool.ConnectionPool: loop, settings, forget()
@@ -86,6 +86,7 @@ class UpstreamConnection(ParserCallbacks):
         self.head_done = False       # the final (non-1xx) head arrived: timeouts.response ends
         self.armed_at = 0.0
         self.informational_count = 0
+        self.trailer_bytes = 0       # of the response's trailers, bounded like a head
 
     # -- lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,6 +140,7 @@ class UpstreamConnection(ParserCallbacks):
         self.body_left = 0
         self.head_done = False
         self.informational_count = 0
+        self.trailer_bytes = 0
         self.budget = self.head_limit
         self.served += 1
 
@@ -312,12 +314,22 @@ class UpstreamConnection(ParserCallbacks):
             headers = self.headers
             headers.append(name)
             headers.append(value)
+            return
+        # A trailer: dropped, but counted. The read budget (data_received) does not charge what
+        # follows a step in the same read, so trailers that came with the head are bounded here.
+        self.trailer_bytes += len(name) + len(value) + 4
+        if self.trailer_bytes > self.head_limit:
+            raise HttpParserError(f"response head or trailers larger than {self.head_limit} bytes")
 
     def on_headers_complete(self) -> None:
         if self.complete:
             return
         self.in_head = False
         self.budget = PROGRESSED
+        version = self.parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            # llhttp reads any single-digit version; only HTTP/1.x frames as HTTP/1.x does.
+            raise HttpParserError(f"unsupported HTTP version in the status line: HTTP/{version}")
         status = self.parser.get_status_code()
         exchange = self.exchange
         if status < 200:
